@@ -1,0 +1,20 @@
+"""Offline RL agents, one module per algorithm, built by `make_agent(config, obs_dim, act_dim)`."""
+import importlib
+
+from jaxmtf.agents.common import Agent
+
+# config.algo -> module under jaxmtf.agents. DDPG is a TD3 config (one critic,
+# no smoothing, no delay), as sfujim's OurDDPG is TD3 without its three tricks.
+ALGORITHMS = {
+    "td3": "td3",
+    "ddpg": "td3",
+    "td3_bc": "td3_bc",
+}
+
+
+def make_agent(config, obs_dim: int, act_dim: int) -> Agent:
+    """Builds the agent named by `config.algo` from `config.agent`."""
+    if config.algo not in ALGORITHMS:
+        raise ValueError(f"config field 'algo': unknown algorithm {config.algo!r} (known: {sorted(ALGORITHMS)})")
+    module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[config.algo]}")
+    return module.make_agent(config.agent, obs_dim, act_dim)

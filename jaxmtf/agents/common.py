@@ -1,0 +1,90 @@
+"""The agent interface and the pieces every algorithm shares.
+
+An agent is a NamedTuple of pure functions over pytrees (see DESIGN.md):
+
+    init(key) -> state
+    update(state, batch, key, hparams) -> (state, metrics)
+    act(state, obs, key) -> action          # deterministic unless asked
+    q_values(state, obs, action) -> q       # [num_critics, ...] per critic
+
+`hparams` is a dict of float scalars that the training driver may vmap over
+(a sweep); everything else (sizes, counts, learning rates, booleans) is
+static config closed over by the functions. Every state carries an integer
+`step`; the driver keeps it unbatched across seeds and hparams (all runs of
+one program take their updates in lockstep), so `lax.cond` on it stays a real
+branch under vmap and delayed updates cost nothing on the other steps.
+"""
+from typing import Any, Callable, Dict, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmtf.types import Array, Metrics, PRNGKey, Transition
+
+HParams = Dict[str, Array]
+
+
+class Agent(NamedTuple):
+    init: Callable[[PRNGKey], Any]
+    update: Callable[[Any, Transition, PRNGKey, HParams], "tuple[Any, Metrics]"]
+    act: Callable[[Any, Array, PRNGKey], Array]
+    q_values: Callable[[Any, Array, Array], Array]
+    default_hparams: HParams  # the config's values of the sweepable scalars
+
+
+def hparams_from_config(config, names) -> HParams:
+    """The sweepable scalars named `names`, read from `config`, as float32 arrays."""
+    return {name: jnp.asarray(config[name], jnp.float32) for name in names}
+
+
+def polyak_update(params, target_params, tau):
+    """target <- tau * params + (1 - tau) * target, leaf by leaf."""
+    return jax.tree.map(lambda p, t: tau * p + (1.0 - tau) * t, params, target_params)
+
+
+def td_target(r_t, discount, terminal_t, v_tp1):
+    """r + discount * (1 - terminal) * v(s'); no gradient flows into the target."""
+    return jax.lax.stop_gradient(r_t + discount * (1.0 - terminal_t) * v_tp1)
+
+
+def clipped_double_q(q_tp1):
+    """min over the critic ensemble (axis 0): the TD3 / SAC-N pessimistic value."""
+    return jnp.min(q_tp1, axis=0)
+
+
+def soft_clipped_double_q(q_tp1, lmbda):
+    """lmbda * min + (1 - lmbda) * max over the ensemble (BCQ, BEAR, UWAC)."""
+    return lmbda * jnp.min(q_tp1, axis=0) + (1.0 - lmbda) * jnp.max(q_tp1, axis=0)
+
+
+def ensemble_mse(q_t, target):
+    """Sum over critics of the mean squared TD error, as the references sum their twin losses."""
+    return jnp.sum(jnp.mean((q_t - target[None]) ** 2, axis=-1))
+
+
+def apply_gradients(optimizer, loss_fn, params, opt_state):
+    """One optimiser step on loss_fn(params) -> (loss, aux); returns params, opt_state, loss, aux."""
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = jax.tree.map(lambda p, u: p + u, params, updates)
+    return params, opt_state, loss, aux
+
+
+def with_obs_normalization(agent: Agent, stats) -> Agent:
+    """The agent seen from raw observations: act and q_values standardise obs first.
+
+    Training runs on a normalised dataset (TD3+BC's state normalisation), so
+    the learned functions expect normalised inputs; evaluation, OPE and
+    deployment call this wrapper with raw observations. `stats` None = identity.
+    """
+    if stats is None:
+        return agent
+    mean, std = jnp.asarray(stats["mean"]), jnp.asarray(stats["std"])
+
+    def act(state, obs, key):
+        return agent.act(state, (obs - mean) / std, key)
+
+    def q_values(state, obs, action):
+        return agent.q_values(state, (obs - mean) / std, action)
+
+    return agent._replace(act=act, q_values=q_values)

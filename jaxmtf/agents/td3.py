@@ -1,0 +1,131 @@
+"""TD3 (Fujimoto et al. 2018), following sfujim/TD3; DDPG is a config of it.
+
+Reference defaults: actor and critics 256-256, Adam 3e-4, target policy
+smoothing noise 0.2 clipped at 0.5, policy delay 2 (the actor and BOTH target
+networks update on the delayed steps only), tau 0.005, gamma 0.99, batch 256,
+target min(Q1', Q2'), actor loss -Q1(s, pi(s)).
+
+DDPG (sfujim's OurDDPG): one critic, no smoothing noise, delay 1; same
+network sizes and learning rates. See launch/configs/ddpg.py.
+
+The actor loss is a parameter of `make_td3_family`, so TD3+BC (td3_bc.py) is
+this module with another actor loss.
+"""
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmtf import networks
+from jaxmtf.agents import common
+
+HPARAMS = ("discount", "tau", "policy_noise", "noise_clip")
+
+
+@flax.struct.dataclass
+class TD3State:
+    actor: Any
+    critic: Any
+    actor_target: Any
+    critic_target: Any
+    actor_opt: Any
+    critic_opt: Any
+    step: jax.Array  # number of updates taken
+
+
+def td3_actor_loss(q_pi, pi, batch, hparams):
+    """-Q1(s, pi(s)), the deterministic policy gradient objective."""
+    del pi, batch, hparams
+    loss = -jnp.mean(q_pi)
+    return loss, {}
+
+
+def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable, hparam_names) -> common.Agent:
+    actor_net = networks.DeterministicActor(tuple(config.actor_hidden_dims), act_dim)
+    critic_net = networks.EnsembleCritic(tuple(config.critic_hidden_dims), config.num_critics)
+    actor_opt = optax.adam(config.actor_lr)
+    critic_opt = optax.adam(config.critic_lr)
+    policy_delay = int(config.policy_delay)
+
+    def init(key):
+        k_actor, k_critic = jax.random.split(key)
+        obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
+        actor = actor_net.init(k_actor, obs)
+        critic = critic_net.init(k_critic, obs, act)
+        return TD3State(
+            actor=actor,
+            critic=critic,
+            actor_target=actor,
+            critic_target=critic,
+            actor_opt=actor_opt.init(actor),
+            critic_opt=critic_opt.init(critic),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def update(state: TD3State, batch, key, hparams):
+        # --- targets: y = r + gamma (1 - d) min_i Q_i'(s', clip(pi'(s') + eps, -1, 1)) ---
+        eps = jax.random.normal(key, batch.actions.shape) * hparams["policy_noise"]
+        eps = jnp.clip(eps, -hparams["noise_clip"], hparams["noise_clip"])
+        a_tp1 = jnp.clip(actor_net.apply(state.actor_target, batch.next_observations) + eps, -1.0, 1.0)
+        q_tp1 = critic_net.apply(state.critic_target, batch.next_observations, a_tp1)
+        y = common.td_target(batch.rewards, hparams["discount"], batch.terminals, common.clipped_double_q(q_tp1))
+
+        # --- critic: sum_i mean (Q_i(s, a) - y)^2 ---
+        def critic_loss_fn(critic):
+            q_tm1 = critic_net.apply(critic, batch.observations, batch.actions)
+            return common.ensemble_mse(q_tm1, y), q_tm1
+
+        critic, critic_opt_state, critic_loss, q_tm1 = common.apply_gradients(
+            critic_opt, critic_loss_fn, state.critic, state.critic_opt
+        )
+        state = state.replace(critic=critic, critic_opt=critic_opt_state)
+
+        # --- actor and targets, every `policy_delay` updates ---
+        def actor_loss_of(actor):
+            pi = actor_net.apply(actor, batch.observations)
+            q_pi = critic_net.apply(state.critic, batch.observations, pi)[0]  # Q1 only
+            return actor_loss_fn(q_pi, pi, batch, hparams)
+
+        def delayed_update(state):
+            actor, actor_opt_state, actor_loss, aux = common.apply_gradients(
+                actor_opt, actor_loss_of, state.actor, state.actor_opt
+            )
+            return state.replace(
+                actor=actor,
+                actor_opt=actor_opt_state,
+                actor_target=common.polyak_update(actor, state.actor_target, hparams["tau"]),
+                critic_target=common.polyak_update(state.critic, state.critic_target, hparams["tau"]),
+            ), (actor_loss, aux)
+
+        def skip(state):
+            # Actor metrics exist only on delayed steps: NaN here, and the
+            # driver averages them with nanmean (no wasted forward pass).
+            shapes = jax.eval_shape(actor_loss_of, state.actor)
+            return state, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+
+        # sfujim counts total_it from 1 and updates when total_it % freq == 0.
+        is_delayed_step = (state.step + 1) % policy_delay == 0
+        state, (actor_loss, aux) = jax.lax.cond(is_delayed_step, delayed_update, skip, state)
+        metrics = {
+            "critic_loss": critic_loss,
+            "actor_loss": actor_loss,
+            "q_mean": jnp.mean(q_tm1),
+            "target_mean": jnp.mean(y),
+            **aux,
+        }
+        return state.replace(step=state.step + 1), metrics
+
+    def act(state: TD3State, obs, key):
+        del key  # deterministic policy
+        return actor_net.apply(state.actor, obs)
+
+    def q_values(state: TD3State, obs, action):
+        return critic_net.apply(state.critic, obs, action)
+
+    return common.Agent(init, update, act, q_values, common.hparams_from_config(config, hparam_names))
+
+
+def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
+    return make_td3_family(config, obs_dim, act_dim, td3_actor_loss, HPARAMS)

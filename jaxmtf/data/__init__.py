@@ -1,0 +1,12 @@
+"""Datasets: the container format, validation, I/O and collection pipelines."""
+from jaxmtf.data.dataset import (
+    DatasetError,
+    from_arrays,
+    load,
+    normalization_stats,
+    normalize,
+    read_sidecar,
+    save,
+    validate,
+)
+from jaxmtf.data.synthetic import one_step_dataset

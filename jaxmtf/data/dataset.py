@@ -1,0 +1,194 @@
+"""Dataset validation, `.npz` + JSON sidecar I/O, and observation normalisation.
+
+A dataset on disk is two files: `NAME.npz` (the arrays, written with
+`np.savez`, read back with `allow_pickle=False`) and `NAME.json` (format
+version, shapes, dtypes, a SHA-256 of every array, task names and the
+provenance: which pipeline, policy, simulator and seed made it).
+
+Every malformed input fails in `validate` or `load` with a `DatasetError`
+whose message names the field and the problem, before anything is traced.
+"""
+import hashlib
+import json
+import os
+import zipfile
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from jaxmtf.types import OPTIONAL_FIELDS, REQUIRED_FIELDS, Dataset, to_numpy
+
+FORMAT_VERSION = 1
+# Two dimensions per transition for these, one for the rest.
+_MATRIX_FIELDS = ("observations", "actions", "next_observations", "task_responses")
+_BINARY_FIELDS = ("terminals", "timeouts")
+# Actions are fusion vectors in [-1, 1]; allow float round-off at the box edge.
+_ACTION_TOLERANCE = 1e-5
+
+
+class DatasetError(ValueError):
+    """A dataset (arrays, sidecar or file) is malformed. The message names the field."""
+
+
+def _fail(field: str, problem: str) -> None:
+    raise DatasetError(f"dataset field '{field}': {problem}")
+
+
+def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> None:
+    """Checks a dict of arrays against the dataset format; raises DatasetError."""
+    for name in REQUIRED_FIELDS:
+        if name not in arrays or arrays[name] is None:
+            _fail(name, "missing (required fields: " + ", ".join(REQUIRED_FIELDS) + ")")
+    unknown = set(arrays) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS)
+    if unknown:
+        _fail(sorted(unknown)[0], "unknown field (known: " + ", ".join(REQUIRED_FIELDS + OPTIONAL_FIELDS) + ")")
+
+    n = None
+    for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
+        value = arrays.get(name)
+        if value is None:
+            continue
+        value = np.asarray(value)
+        want_ndim = 2 if name in _MATRIX_FIELDS else 1
+        if value.ndim != want_ndim:
+            _fail(name, f"expected {want_ndim} dimensions, got {value.ndim} (shape {value.shape})")
+        if n is None:
+            n = value.shape[0]
+            if n == 0:
+                _fail(name, "empty dataset (0 transitions)")
+        elif value.shape[0] != n:
+            _fail(name, f"length {value.shape[0]} does not match {n} transitions of 'observations'")
+        if name == "episode_ids":
+            if not np.issubdtype(value.dtype, np.integer):
+                _fail(name, f"expected an integer dtype, got {value.dtype}")
+            continue
+        if not np.issubdtype(value.dtype, np.floating):
+            _fail(name, f"expected a floating dtype, got {value.dtype}")
+        if not np.all(np.isfinite(value)):
+            bad = int(np.argmax(~np.isfinite(value).reshape(n, -1).all(axis=1)))
+            _fail(name, f"contains NaN or Inf (first at transition {bad})")
+        if name in _BINARY_FIELDS and not np.all((value == 0) | (value == 1)):
+            _fail(name, "must be 0 or 1")
+
+    obs, next_obs = np.asarray(arrays["observations"]), np.asarray(arrays["next_observations"])
+    if obs.shape[1] != next_obs.shape[1]:
+        _fail("next_observations", f"width {next_obs.shape[1]} differs from observations' {obs.shape[1]}")
+    actions = np.asarray(arrays["actions"])
+    if np.abs(actions).max() > 1.0 + _ACTION_TOLERANCE:
+        _fail("actions", f"outside [-1, 1] (max |a| = {np.abs(actions).max():.4g}); rescale actions to the box")
+    responses = arrays.get("task_responses")
+    if responses is not None and task_names and np.asarray(responses).shape[1] != len(task_names):
+        _fail("task_responses", f"{np.asarray(responses).shape[1]} columns but {len(task_names)} task names")
+
+
+def from_arrays(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Dataset:
+    """Validates numpy arrays and builds a `Dataset` (float32 floats, int32 ids)."""
+    validate(arrays, task_names)
+    fields = {}
+    for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
+        value = arrays.get(name)
+        if value is None:
+            continue
+        dtype = np.int32 if name == "episode_ids" else np.float32
+        fields[name] = np.asarray(value, dtype=dtype)
+    return Dataset(task_names=tuple(task_names), **fields)
+
+
+def _sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _paths(path: str) -> Tuple[str, str]:
+    stem = path[:-4] if path.endswith(".npz") else path
+    return stem + ".npz", stem + ".json"
+
+
+def save(path: str, dataset: Dataset, provenance: Optional[Dict[str, Any]] = None) -> str:
+    """Writes `path` (.npz) and its JSON sidecar; returns the .npz path."""
+    arrays = to_numpy(dataset)
+    validate(arrays, dataset.task_names)
+    npz_path, json_path = _paths(path)
+    os.makedirs(os.path.dirname(os.path.abspath(npz_path)), exist_ok=True)
+    # Write to temporary names and rename, so a crash never leaves a half file
+    # under the real name.
+    with open(npz_path + ".tmp", "wb") as f:
+        np.savez(f, **arrays)
+    sidecar = {
+        "format_version": FORMAT_VERSION,
+        "num_transitions": dataset.size,
+        "task_names": list(dataset.task_names),
+        "fields": {
+            name: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _sha256(a)}
+            for name, a in arrays.items()
+        },
+        "provenance": provenance or {},
+    }
+    with open(json_path + ".tmp", "w") as f:
+        json.dump(sidecar, f, indent=2, sort_keys=True, default=str)
+    os.replace(npz_path + ".tmp", npz_path)
+    os.replace(json_path + ".tmp", json_path)
+    return npz_path
+
+
+def read_sidecar(path: str) -> Dict[str, Any]:
+    """The JSON sidecar of a dataset, checked for its required keys."""
+    _, json_path = _paths(path)
+    if not os.path.exists(json_path):
+        raise DatasetError(f"dataset sidecar '{json_path}': missing (every .npz needs its .json)")
+    try:
+        with open(json_path) as f:
+            sidecar = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"dataset sidecar '{json_path}': not valid JSON ({e})") from e
+    for key in ("format_version", "fields", "task_names", "provenance"):
+        if key not in sidecar:
+            raise DatasetError(f"dataset sidecar field '{key}': missing in {json_path}")
+    if sidecar["format_version"] != FORMAT_VERSION:
+        raise DatasetError(
+            f"dataset sidecar field 'format_version': {sidecar['format_version']} is not supported "
+            f"(this jaxmtf reads version {FORMAT_VERSION})"
+        )
+    return sidecar
+
+
+def load(path: str, verify_checksums: bool = True) -> Dataset:
+    """Reads and validates a dataset written by `save` (no pickle)."""
+    npz_path, _ = _paths(path)
+    if not os.path.exists(npz_path):
+        raise DatasetError(f"dataset file '{npz_path}': does not exist")
+    sidecar = read_sidecar(path)
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DatasetError(f"dataset file '{npz_path}': not a readable .npz archive ({e})") from e
+    expected = sidecar["fields"]
+    for name in sorted(set(expected) | set(arrays)):
+        if name not in arrays:
+            _fail(name, f"listed in the sidecar but missing from {npz_path}")
+        if name not in expected:
+            _fail(name, f"present in {npz_path} but not listed in the sidecar")
+        a, e = arrays[name], expected[name]
+        if list(a.shape) != list(e["shape"]) or str(a.dtype) != e["dtype"]:
+            _fail(name, f"shape/dtype {a.shape} {a.dtype} does not match the sidecar's {tuple(e['shape'])} {e['dtype']}")
+        if verify_checksums and _sha256(a) != e["sha256"]:
+            _fail(name, "checksum does not match the sidecar (file modified or corrupted)")
+    return from_arrays(arrays, tuple(sidecar["task_names"]))
+
+
+def normalization_stats(observations, eps: float = 1e-3) -> Dict[str, np.ndarray]:
+    """Observation mean and std + eps over the dataset, as TD3+BC computes them."""
+    obs = np.asarray(observations, dtype=np.float64)
+    return {
+        "mean": obs.mean(axis=0).astype(np.float32),
+        "std": (obs.std(axis=0) + eps).astype(np.float32),
+    }
+
+
+def normalize(dataset: Dataset, stats: Mapping[str, np.ndarray]) -> Dataset:
+    """Standardises observations and next observations with `stats`."""
+    mean, std = stats["mean"], stats["std"]
+    return dataset.replace(
+        observations=(dataset.observations - mean) / std,
+        next_observations=(dataset.next_observations - mean) / std,
+    )

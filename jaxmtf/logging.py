@@ -1,0 +1,116 @@
+"""Run-directory writers: config.json, metrics.jsonl, eval.jsonl, summary.json.
+
+JSONL is always written (one JSON object per logged step, seed and hparam
+setting); TensorBoard (tensorboardX) is optional. Non-finite floats are
+written as null so every line is strict JSON.
+"""
+import json
+import math
+import os
+from typing import Any, Dict, Iterable, List, Optional
+
+import numpy as np
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+def _plain(value):
+    """numpy / jax scalars and arrays to JSON-safe Python values (NaN/Inf -> None)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _plain(np.asarray(value).tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Writes atomically (temp file + rename) so a kill never leaves half a file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(_plain(obj), f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: str) -> List[Dict[str, Any]]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_jsonl(path: str, max_step: int) -> None:
+    """Drops lines logged after `max_step` (work lost since the last checkpoint, redone on resume)."""
+    rows = [r for r in read_jsonl(path) if r["step"] <= max_step]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    os.replace(tmp, path)
+
+
+def per_run_records(step: int, values: Dict[str, np.ndarray], run_labels: List[Dict[str, Any]]) -> Iterable[dict]:
+    """Splits [S, H] arrays into one record per (seed, hparam setting)."""
+    flat = {k: np.asarray(v).reshape(len(run_labels)) for k, v in values.items()}
+    for i, label in enumerate(run_labels):
+        yield {"step": int(step), **label, **{k: v[i].item() for k, v in flat.items()}}
+
+
+class RunLogger:
+    """Appends records to the run directory's JSONL files (and TensorBoard if asked)."""
+
+    def __init__(self, workdir: str, use_tensorboard: bool = False):
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self._tb = None
+        if use_tensorboard:
+            from tensorboardX import SummaryWriter  # optional extra: jaxmtf[tensorboard]
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def _append(self, filename: str, records: Iterable[dict]) -> None:
+        with open(os.path.join(self.workdir, filename), "a") as f:
+            for record in records:
+                f.write(json.dumps(_plain(record)) + "\n")
+
+    def _tensorboard(self, prefix: str, records: List[dict]) -> None:
+        if self._tb is None:
+            return
+        for r in records:
+            tag = f"seed{r['seed']}/h{r['hparam_index']}"
+            for k, v in r.items():
+                if k not in ("step", "seed", "hparam_index") and isinstance(v, (int, float)):
+                    self._tb.add_scalar(f"{prefix}/{k}/{tag}", v, r["step"])
+
+    def log_metrics(self, records: List[dict]) -> None:
+        self._append(METRICS_FILE, records)
+        self._tensorboard("train", records)
+
+    def log_eval(self, records: List[dict]) -> None:
+        self._append(EVAL_FILE, records)
+        self._tensorboard("eval", records)
+
+    def truncate_after(self, step: int) -> None:
+        for name in (METRICS_FILE, EVAL_FILE):
+            truncate_jsonl(os.path.join(self.workdir, name), step)
+
+    def write_summary(self, summary: Dict[str, Any]) -> None:
+        write_json(os.path.join(self.workdir, SUMMARY_FILE), summary)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def load_config_json(workdir: str) -> Optional[Dict[str, Any]]:
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)

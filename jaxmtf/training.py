@@ -1,0 +1,257 @@
+"""The compiled, seed- and hparam-vmapped training driver.
+
+One program per (agent, dataset shape): the dataset lives on device, and
+each call of the chunk function samples batches, runs `chunk_size` updates
+with `lax.scan` and averages the metrics, for every seed and every hparam
+setting at once (`vmap` over hparams inside `vmap` over seeds). The run
+state is donated, so the chunk updates it in place. Between chunks the host
+loop only logs, evaluates and checkpoints.
+
+Axes: every array of a `RunState` and every metric has shape [S, H, ...]
+(seeds first, then hparam settings), except the agent's `step`, which all
+runs share. Run (s, h) uses the key of seed s whatever h is, so one program
+of S seeds x H settings reproduces the S*H separate runs exactly (and the H
+settings of a seed start from the same initial networks).
+"""
+import itertools
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging as absl_logging
+
+from jaxmtf import checkpoint as checkpoint_lib
+from jaxmtf import logging as log_lib
+from jaxmtf.agents import common, make_agent
+from jaxmtf.data import dataset as dataset_lib
+from jaxmtf.types import Dataset, Transition
+
+
+@flax.struct.dataclass
+class RunState:
+    agent: Any  # the agent's state, [S, H, ...] per leaf except agent.step
+    key: jax.Array  # [S, H, 2] raw PRNG keys of the batch sampling and update noise
+
+
+# ----------------------------------------------------------------- config
+
+
+class ConfigError(ValueError):
+    """A training config field is missing or inconsistent. The message names it."""
+
+
+def validate_config(config) -> None:
+    """Checks the driver's fields of a training config before anything is built."""
+    for field in ("algo", "agent", "num_updates", "chunk_size", "batch_size", "num_seeds", "seed"):
+        if field not in config:
+            raise ConfigError(f"config field '{field}': missing")
+    for field in ("num_updates", "chunk_size", "batch_size", "num_seeds"):
+        if int(config[field]) <= 0:
+            raise ConfigError(f"config field '{field}': must be positive, got {config[field]}")
+    for field in ("eval_every", "checkpoint_every", "num_updates"):
+        value = int(config.get(field, 0) or 0)
+        if value and value % int(config.chunk_size):
+            raise ConfigError(
+                f"config field '{field}': {value} is not a multiple of chunk_size={config.chunk_size} "
+                "(logging, evaluation and checkpoints happen between chunks)"
+            )
+
+
+def hparam_grid(default_hparams: common.HParams, sweep) -> Tuple[common.HParams, List[Dict[str, float]]]:
+    """The cartesian grid of `sweep` (name -> list of values) over the defaults.
+
+    Returns hparams with leaves of shape [H], and one label per setting
+    holding the swept values (empty dicts when nothing is swept, H = 1).
+    """
+    sweep = dict(sweep or {})
+    for name, values in sweep.items():
+        if name not in default_hparams:
+            raise ConfigError(
+                f"config field 'sweep.{name}': not a sweepable hyperparameter of this agent "
+                f"(sweepable: {sorted(default_hparams)})"
+            )
+        if len(values) == 0:
+            raise ConfigError(f"config field 'sweep.{name}': empty list of values")
+    names = sorted(sweep)
+    settings = list(itertools.product(*(sweep[n] for n in names))) or [()]
+    labels = [dict(zip(names, map(float, values))) for values in settings]
+    hparams = {
+        name: jnp.asarray([label.get(name, float(default)) for label in labels], jnp.float32)
+        for name, default in default_hparams.items()
+    }
+    return hparams, labels
+
+
+# ----------------------------------------------------------------- compiled program
+
+
+def _agent_axes(agent_state, batched=0):
+    """vmap axes for an agent state: `batched` everywhere, None for the shared step."""
+    return jax.tree.map(lambda _: batched, agent_state).replace(step=None)
+
+
+def init_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: int) -> RunState:
+    """Initial state of every (seed, hparam setting): [S, H, ...]."""
+    seed_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
+    init_keys, train_keys = jnp.swapaxes(jax.vmap(jax.random.split)(seed_keys), 0, 1)
+    axes = _agent_axes(jax.eval_shape(agent.init, init_keys[0]))
+    agent_states = jax.vmap(agent.init, out_axes=axes)(init_keys)
+
+    def over_hparams(x):  # [S, ...] -> [S, H, ...]: every setting of a seed starts alike
+        return jnp.broadcast_to(x[:, None], (x.shape[0], num_hparams) + x.shape[1:])
+
+    agent_states = jax.tree.map(over_hparams, agent_states.replace(step=None)).replace(step=agent_states.step)
+    return RunState(agent=agent_states, key=over_hparams(train_keys))
+
+
+def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int) -> Callable:
+    """jit(chunk)(run_state, data, hparams) -> (run_state, metrics [S, H])."""
+
+    def one_run(agent_state, key, data: Transition, hparams):
+        num_transitions = data.rewards.shape[0]
+
+        def one_update(carry, _):
+            state, key = carry
+            key, k_batch, k_update = jax.random.split(key, 3)
+            # Uniform with replacement, as the references' replay buffers sample.
+            idx = jax.random.randint(k_batch, (batch_size,), 0, num_transitions)
+            batch = jax.tree.map(lambda x: x[idx], data)
+            state, metrics = agent.update(state, batch, k_update, hparams)
+            return (state, key), metrics
+
+        (agent_state, key), metrics = jax.lax.scan(one_update, (agent_state, key), None, length=chunk_size)
+        # Metrics defined on some updates only (delayed actor steps) are NaN on the others.
+        return agent_state, key, jax.tree.map(lambda m: jnp.nanmean(m, axis=0), metrics)
+
+    def chunk(run_state: RunState, data: Transition, hparams):
+        axes = _agent_axes(run_state.agent)
+        over_hparams = jax.vmap(one_run, in_axes=(axes, 0, None, 0), out_axes=(axes, 0, 0))
+        over_seeds = jax.vmap(over_hparams, in_axes=(axes, 0, None, None), out_axes=(axes, 0, 0))
+        agent_state, key, metrics = over_seeds(run_state.agent, run_state.key, data, hparams)
+        return RunState(agent=agent_state, key=key), metrics
+
+    return jax.jit(chunk, donate_argnums=(0,))
+
+
+# ----------------------------------------------------------------- host loop
+
+
+def prepare_data(config, dataset: Dataset) -> Tuple[Dataset, Optional[Dict[str, np.ndarray]]]:
+    """Normalises observations if the config asks (stats computed once, from the dataset)."""
+    if not config.get("normalize_observations", False):
+        return dataset, None
+    stats = dataset_lib.normalization_stats(dataset.observations)
+    return dataset_lib.normalize(dataset, stats), stats
+
+
+def train(
+    config,
+    dataset: Dataset,
+    workdir: str,
+    eval_fn: Optional[Callable] = None,
+    stop_after: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Trains `config.num_seeds` seeds x the sweep grid on `dataset`; resumes from `workdir`.
+
+    eval_fn(agent, agent_states, step) -> {name: [S, H] array} is called every
+    `config.eval_every` updates (0 = never) with the obs-normalising agent.
+    `stop_after` ends this call after that many updates in total (tests use
+    it to interrupt a run); a later call on the same workdir resumes.
+    Returns the summary also written to summary.json.
+    """
+    validate_config(config)
+    data, stats = prepare_data(config, dataset)
+    raw_agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
+    agent = common.with_obs_normalization(raw_agent, stats)
+    hparams, hparam_labels = hparam_grid(raw_agent.default_hparams, config.get("sweep", None))
+    seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
+    run_labels = [{"seed": s, "hparam_index": h, **label} for s in seeds for h, label in enumerate(hparam_labels)]
+
+    os.makedirs(workdir, exist_ok=True)
+    log_lib.write_json(os.path.join(workdir, log_lib.CONFIG_FILE), config.to_dict())
+    if stats is not None:
+        log_lib.write_json(os.path.join(workdir, "normalization.json"), stats)
+    logger = log_lib.RunLogger(workdir, use_tensorboard=config.get("tensorboard", False))
+    checkpointer = checkpoint_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"), max_to_keep=config.get("keep_checkpoints", 3)
+    )
+    meta = {
+        "algo": config.algo,
+        "agent": config.agent.to_dict(),
+        "obs_dim": dataset.obs_dim,
+        "act_dim": dataset.act_dim,
+        "num_transitions": dataset.size,
+        "seeds": seeds,
+        "hparam_settings": hparam_labels,
+        "batch_size": int(config.batch_size),
+        "chunk_size": int(config.chunk_size),
+    }
+
+    state = init_run_state(agent, seeds, len(hparam_labels))
+    step = 0
+    restored = checkpointer.restore_latest(state, meta)
+    if restored is not None:
+        step, state = restored
+        logger.truncate_after(step)
+        absl_logging.info("resumed from the checkpoint at update %d in %s", step, workdir)
+
+    chunk_fn = make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size))
+    data = jax.device_put(data.as_transitions())
+    num_updates = int(config.num_updates)
+    stop_at = min(num_updates, stop_after) if stop_after is not None else num_updates
+    eval_every = int(config.get("eval_every", 0) or 0)
+    checkpoint_every = int(config.get("checkpoint_every", 0) or 0)
+
+    start_time, start_step, compile_seconds = time.time(), step, None
+    try:
+        while step < stop_at:
+            chunk_start = time.time()
+            state, metrics = chunk_fn(state, data, hparams)
+            metrics = jax.device_get(metrics)
+            step += int(config.chunk_size)
+            if compile_seconds is None:
+                compile_seconds = time.time() - chunk_start
+                start_time, start_step = time.time(), step
+            logger.log_metrics(list(log_lib.per_run_records(step, metrics, run_labels)))
+            if eval_every and step % eval_every == 0 and eval_fn is not None:
+                results = jax.device_get(eval_fn(agent, state.agent, step))
+                logger.log_eval(list(log_lib.per_run_records(step, results, run_labels)))
+            if (checkpoint_every and step % checkpoint_every == 0) or step == num_updates:
+                checkpointer.save(step, state, meta)
+            _progress(step, num_updates, start_step, start_time, len(run_labels))
+    finally:
+        checkpointer.close()
+        logger.close()
+
+    elapsed = time.time() - start_time
+    updates_timed = step - start_step
+    summary = {
+        "algo": config.algo,
+        "step": step,
+        "finished": step >= num_updates,
+        "num_runs": len(run_labels),
+        "compile_and_first_chunk_seconds": compile_seconds,
+        "updates_per_second_per_run": updates_timed / elapsed if updates_timed and elapsed > 0 else None,
+        "final_metrics": list(log_lib.per_run_records(step, metrics, run_labels)) if step > start_step else [],
+    }
+    logger.write_summary(summary)
+    summary["state"] = state
+    return summary
+
+
+def _progress(step, num_updates, start_step, start_time, num_runs):
+    elapsed = time.time() - start_time
+    done = step - start_step
+    if done <= 0 or elapsed <= 0:
+        absl_logging.info("update %d/%d (compiled)", step, num_updates)
+        return
+    rate = done / elapsed
+    eta = (num_updates - step) / rate
+    absl_logging.info(
+        "update %d/%d  %.0f updates/s per run (%.0f total over %d runs)  ETA %.0fs",
+        step, num_updates, rate, rate * num_runs, num_runs, eta,
+    )

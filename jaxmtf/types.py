@@ -1,0 +1,95 @@
+"""Shared pytrees and type aliases.
+
+A `Dataset` is D4RL-shaped: one row per transition, every field has the
+transition axis first. It is a pytree, so it can be put on device whole and
+indexed inside a compiled program.
+"""
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import flax.struct
+import jax
+import numpy as np
+
+Array = jax.Array
+PRNGKey = jax.Array
+Params = Any
+Metrics = Dict[str, Array]
+
+# A policy anywhere (behaviour, learned, baseline): policy(params, obs, key) -> action.
+PolicyFn = Callable[[Params, Array, PRNGKey], Array]
+# The density of a stochastic policy: log_prob(params, obs, action) -> log density.
+LogProbFn = Callable[[Params, Array, Array], Array]
+
+
+@flax.struct.dataclass
+class Transition:
+    """One batch of transitions, as the agents' update steps see it."""
+
+    observations: Array  # [B, obs_dim]
+    actions: Array  # [B, act_dim], in [-1, 1]
+    rewards: Array  # [B]
+    next_observations: Array  # [B, obs_dim]
+    terminals: Array  # [B], 1.0 where the episode ended (no bootstrap)
+
+
+@flax.struct.dataclass
+class Dataset:
+    """A logged offline dataset, in the layout of D4RL.
+
+    `terminals` marks true ends of the MDP (the user left: no bootstrap);
+    `timeouts` marks episodes cut by the horizon (bootstrap still valid).
+    """
+
+    observations: Array  # [N, obs_dim] float
+    actions: Array  # [N, act_dim] float in [-1, 1]
+    rewards: Array  # [N] float
+    next_observations: Array  # [N, obs_dim] float
+    terminals: Array  # [N] float, 0 or 1
+    timeouts: Array  # [N] float, 0 or 1
+    episode_ids: Array  # [N] int
+    behaviour_log_prob: Optional[Array] = None  # [N] float, log density of the logged action
+    task_responses: Optional[Array] = None  # [N, K] float, raw per-task counts of the step
+    task_names: Tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
+
+    @property
+    def size(self) -> int:
+        return int(self.rewards.shape[0])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.observations.shape[-1])
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.actions.shape[-1])
+
+    def as_transitions(self) -> Transition:
+        return Transition(
+            observations=self.observations,
+            actions=self.actions,
+            rewards=self.rewards,
+            next_observations=self.next_observations,
+            terminals=self.terminals,
+        )
+
+
+REQUIRED_FIELDS = (
+    "observations",
+    "actions",
+    "rewards",
+    "next_observations",
+    "terminals",
+    "timeouts",
+    "episode_ids",
+)
+OPTIONAL_FIELDS = ("behaviour_log_prob", "task_responses")
+
+
+def to_numpy(dataset: Dataset) -> Dict[str, np.ndarray]:
+    """The array fields of a dataset as a dict of numpy arrays (absent optionals left out)."""
+    out = {}
+    for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
+        value = getattr(dataset, name)
+        if value is not None:
+            out[name] = np.asarray(value)
+    return out

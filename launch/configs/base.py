@@ -1,0 +1,22 @@
+"""Fields every training config shares (the driver's); algorithm configs add `agent`."""
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.algo = ""  # agent module, see jaxmtf.agents.ALGORITHMS
+    config.dataset = "synthetic:one_step"  # path of a jaxmtf .npz dataset, or "synthetic:one_step"
+    config.num_seeds = 4  # seeds trained together in one vmapped program
+    config.seed = 0  # first seed; run i uses seed + i
+    config.num_updates = 100_000  # gradient updates per run
+    config.batch_size = 256  # transitions per update, sampled uniformly with replacement
+    config.chunk_size = 1_000  # updates per compiled lax.scan call; logging happens between chunks
+    config.eval_every = 10_000  # updates between evaluations (multiple of chunk_size; 0 = never)
+    config.eval_users = 512  # simulated users per evaluation of each run
+    config.checkpoint_every = 10_000  # updates between orbax checkpoints (multiple of chunk_size)
+    config.keep_checkpoints = 3  # most recent checkpoints kept on disk
+    config.normalize_observations = False  # standardise states with dataset mean and std + 1e-3
+    config.tensorboard = False  # also write TensorBoard summaries (needs jaxmtf[tensorboard])
+    # hparam name -> list of values; the cartesian grid x seeds is one program.
+    config.sweep = ml_collections.ConfigDict()
+    return config

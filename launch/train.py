@@ -1,0 +1,28 @@
+"""Trains an offline agent for several seeds (and a hparam grid) in one program.
+
+    python -m launch.train --config=launch/configs/td3.py \
+        --config.dataset=runs/data/mixed.npz --config.num_seeds=4 --workdir=runs/td3
+
+Re-running the same command on the same workdir resumes from the newest
+checkpoint. Writes config.json, metrics.jsonl, eval.jsonl, checkpoints/ and
+summary.json into --workdir.
+"""
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxmtf import pipeline
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created, or resumed if it exists).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    pipeline.quiet_orbax_logs()
+    summary = pipeline.train_from_config(_CONFIG.value, _WORKDIR.value)
+    logging.info("finished at update %d; summary in %s/summary.json", summary["step"], _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
