@@ -9,6 +9,9 @@ ALGORITHMS = {
     "td3": "td3",
     "ddpg": "td3",
     "td3_bc": "td3_bc",
+    "bcq": "bcq",
+    "cql": "cql",
+    "uwac": "uwac",
 }
 
 

@@ -88,3 +88,37 @@ def with_obs_normalization(agent: Agent, stats) -> Agent:
         return agent.q_values(state, (obs - mean) / std, action)
 
     return agent._replace(act=act, q_values=q_values)
+
+
+# ----------------------------------------------------------------- tanh-Gaussian policies (SAC, CQL, BEAR, UWAC)
+
+# rlkit's TanhNormal adds this inside log(1 - tanh(u)^2 + eps).
+TANH_EPS = 1e-6
+
+
+def _gaussian_log_prob(u, mean, log_std):
+    return -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
+
+
+def tanh_gaussian_sample(mean, log_std, key):
+    """a = tanh(mean + std * eps) (reparameterised) and its log density, summed over action dims."""
+    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    action = jnp.tanh(u)
+    log_prob = _gaussian_log_prob(u, mean, log_std) - jnp.log(1.0 - action**2 + TANH_EPS)
+    return action, jnp.sum(log_prob, axis=-1)
+
+
+def tanh_gaussian_log_prob(mean, log_std, action):
+    """log density of a given action under tanh(N(mean, std)), with rlkit's atanh clamp."""
+    one_plus = jnp.clip(1.0 + action, 1e-6)
+    one_minus = jnp.clip(1.0 - action, 1e-6)
+    u = 0.5 * jnp.log(one_plus / one_minus)
+    log_prob = _gaussian_log_prob(u, mean, log_std) - jnp.log(1.0 - action**2 + TANH_EPS)
+    return jnp.sum(log_prob, axis=-1)
+
+
+def vae_loss(recon, action, mean, std):
+    """BCQ's VAE loss: MSE reconstruction + 0.5 * KL(N(mean, std) || N(0, I)), batch means."""
+    recon_loss = jnp.mean((recon - action) ** 2)
+    kl = -0.5 * jnp.mean(1.0 + jnp.log(std**2) - mean**2 - std**2)
+    return recon_loss + 0.5 * kl, {"vae_recon_loss": recon_loss, "vae_kl": kl}
