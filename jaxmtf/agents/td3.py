@@ -35,6 +35,11 @@ class TD3State:
     step: jax.Array  # number of updates taken
 
 
+def smoothed_target_action(pi_tp1, noise, noise_clip):
+    """Target policy smoothing: clip(pi'(s') + clip(noise, -c, c), -1, 1)."""
+    return jnp.clip(pi_tp1 + jnp.clip(noise, -noise_clip, noise_clip), -1.0, 1.0)
+
+
 def td3_actor_loss(q_pi, pi, batch, hparams):
     """-Q1(s, pi(s)), the deterministic policy gradient objective."""
     del pi, batch, hparams
@@ -66,9 +71,10 @@ def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable,
 
     def update(state: TD3State, batch, key, hparams):
         # --- targets: y = r + gamma (1 - d) min_i Q_i'(s', clip(pi'(s') + eps, -1, 1)) ---
-        eps = jax.random.normal(key, batch.actions.shape) * hparams["policy_noise"]
-        eps = jnp.clip(eps, -hparams["noise_clip"], hparams["noise_clip"])
-        a_tp1 = jnp.clip(actor_net.apply(state.actor_target, batch.next_observations) + eps, -1.0, 1.0)
+        noise = jax.random.normal(key, batch.actions.shape) * hparams["policy_noise"]
+        a_tp1 = smoothed_target_action(
+            actor_net.apply(state.actor_target, batch.next_observations), noise, hparams["noise_clip"]
+        )
         q_tp1 = critic_net.apply(state.critic_target, batch.next_observations, a_tp1)
         y = common.td_target(batch.rewards, hparams["discount"], batch.terminals, common.clipped_double_q(q_tp1))
 

@@ -163,11 +163,11 @@ def load(path: str, verify_checksums: bool = True) -> Dataset:
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise DatasetError(f"dataset file '{npz_path}': not a readable .npz archive ({e})") from e
     expected = sidecar["fields"]
-    for name in sorted(set(expected) | set(arrays)):
-        if name not in arrays:
-            _fail(name, f"listed in the sidecar but missing from {npz_path}")
-        if name not in expected:
-            _fail(name, f"present in {npz_path} but not listed in the sidecar")
+    for name in sorted(set(expected) - set(arrays)):
+        _fail(name, f"listed in the sidecar but missing from {npz_path}")
+    for name in sorted(set(arrays) - set(expected)):
+        _fail(name, f"present in {npz_path} but not listed in the sidecar")
+    for name in sorted(expected):
         a, e = arrays[name], expected[name]
         if list(a.shape) != list(e["shape"]) or str(a.dtype) != e["dtype"]:
             _fail(name, f"shape/dtype {a.shape} {a.dtype} does not match the sidecar's {tuple(e['shape'])} {e['dtype']}")
