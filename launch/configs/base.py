@@ -12,7 +12,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.batch_size = 256  # transitions per update, sampled uniformly with replacement
     config.chunk_size = 1_000  # updates per compiled lax.scan call; logging happens between chunks
     config.eval_every = 10_000  # updates between evaluations (multiple of chunk_size; 0 = never)
-    config.eval_users = 512  # simulated users per evaluation of each run
+    config.eval_users = 512  # simulated users per evaluation of each run (the same users for every run)
+    config.eval_discount = 0.99  # discount of the evaluated discounted return
     config.checkpoint_every = 10_000  # updates between orbax checkpoints (multiple of chunk_size)
     config.keep_checkpoints = 3  # most recent checkpoints kept on disk
     config.normalize_observations = False  # standardise states with dataset mean and std + 1e-3

@@ -1,0 +1,218 @@
+"""Data-collection pipelines: logged datasets from chosen behaviour policies.
+
+Pipelines (config.pipeline):
+
+- `random`: uniform random fusion vectors.
+- `baseline`: the fixed production weights (a point mass: no behaviour density).
+- `expert`: the expert's greedy actions (`config.expert`: the hand-written
+  state-dependent `switch` policy, or an `online` TD3 agent trained here).
+- `noisy_expert`: N(expert(s), sigma) truncated to the box (BatchRL-MTF's N(0, sigma)).
+- `mixed`: half uniform random, half Gaussian around the expert (BatchRL-MTF).
+- `exploration_box`: IntegratedRL-MTF's baseline(s) + U(-0.15, 0.15).
+- `final_buffer`: the whole replay buffer of an online TD3/DDPG run (BCQ paper).
+- `concurrent`: that same buffer, with an offline learner trained at the same
+  time on the same batches; its true value is recorded (BCQ paper).
+- `imitation`: the online-trained expert's own transitions, no noise (BCQ paper).
+
+Every dataset is saved with a sidecar naming the pipeline, the behaviour
+policy, the simulator parameters (enough to rebuild the simulator), the seed
+and the behaviour policy's true value in the simulator.
+"""
+import dataclasses
+import time
+from typing import Any, Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from jaxmtf import evaluation, online
+from jaxmtf.agents import make_agent
+from jaxmtf.data import dataset as dataset_lib
+from jaxmtf.sim import env as sim_env
+from jaxmtf.sim import policies
+import jaxmtf.sim.rollout  # noqa: F401  (the package re-exports a function of the same name)
+import sys
+
+sim_rollout = sys.modules["jaxmtf.sim.rollout"]
+from jaxmtf.types import Dataset
+
+PIPELINES = (
+    "random", "baseline", "expert", "noisy_expert", "mixed", "exploration_box",
+    "final_buffer", "concurrent", "imitation",
+)
+_ONLINE_PIPELINES = ("final_buffer", "concurrent", "imitation")
+
+
+# ----------------------------------------------------------------- simulator parameters in JSON
+
+
+def env_params_to_dict(params: sim_env.EnvParams) -> Dict[str, Any]:
+    """Every field of EnvParams as plain JSON values."""
+    out = {}
+    for field in dataclasses.fields(params):
+        value = getattr(params, field.name)
+        out[field.name] = list(value) if isinstance(value, tuple) else np.asarray(value).tolist() if field.metadata.get("pytree_node", True) else value
+    return out
+
+
+def env_params_from_dict(values: Dict[str, Any]) -> sim_env.EnvParams:
+    """Inverse of env_params_to_dict; unknown fields fail with their name."""
+    known = {f.name: f for f in dataclasses.fields(sim_env.EnvParams)}
+    kwargs = {}
+    for name, value in values.items():
+        if name not in known:
+            raise ValueError(f"simulator parameter '{name}': unknown (known: {sorted(known)})")
+        if not known[name].metadata.get("pytree_node", True):
+            kwargs[name] = tuple(value) if isinstance(value, list) else value
+        else:
+            kwargs[name] = jnp.asarray(value, jnp.float32)
+    return sim_env.EnvParams(**kwargs)
+
+
+def env_params_from_config(config) -> sim_env.EnvParams:
+    """Simulator parameters: the defaults overridden by `config.env` (a dict of fields)."""
+    overrides = dict(config.get("env", {}) or {})
+    return env_params_from_dict({**env_params_to_dict(sim_env.default_params()), **overrides})
+
+
+# ----------------------------------------------------------------- behaviour policies
+
+
+def expert_policy(config, env_params: sim_env.EnvParams, key) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
+    """(policy, params, description) of the configured expert."""
+    if config.expert == "switch":
+        return policies.bounce_switch_policy(env_params), policies.default_switch_params(env_params), {"expert": "switch"}
+    if config.expert == "online":
+        run = train_online(config, env_params, key)
+        greedy = policies.Policy(lambda state, obs, k: run["agent"].act(state, obs[None], k)[0], lambda *a: jnp.nan)
+        return greedy, run["state"].agent, {"expert": "online", **run["description"]}
+    raise ValueError(f"config field 'expert': unknown expert {config.expert!r} (known: switch, online)")
+
+
+def behaviour(config, env_params: sim_env.EnvParams, key) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
+    """(policy, params, description) of the behaviour policy of a non-online pipeline."""
+    A = sim_env.act_dim(env_params)
+    sigma = jnp.float32(config.noise_sigma)
+    baseline = sim_env.baseline_action(env_params)
+    name = config.pipeline
+    if name == "random":
+        return policies.uniform_policy(A), None, {"behaviour": "uniform"}
+    if name == "baseline":
+        return policies.fixed_policy(), baseline, {"behaviour": "fixed baseline weights", "action": baseline.tolist()}
+    if name == "exploration_box":
+        box = policies.box_policy(policies.fixed_policy(), half_width=config.box_half_width)
+        return box, {"base": baseline}, {"behaviour": f"baseline + U(-{config.box_half_width}, {config.box_half_width})"}
+    expert, expert_params, description = expert_policy(config, env_params, key)
+    if name == "expert":
+        return expert, expert_params, {"behaviour": "expert", **description}
+    if name == "noisy_expert":
+        noisy = policies.gaussian_policy(expert)
+        return noisy, {"base": expert_params, "sigma": sigma}, {"behaviour": f"truncated N(expert, {config.noise_sigma})", **description}
+    if name == "mixed":
+        mixture = policies.batchrl_mixture(expert, A)
+        params = {"components": (None, {"base": expert_params, "sigma": sigma}), "weights": jnp.array([0.5, 0.5])}
+        return mixture, params, {"behaviour": f"0.5 uniform + 0.5 truncated N(expert, {config.noise_sigma})", **description}
+    raise ValueError(f"config field 'pipeline': unknown pipeline {name!r} (known: {', '.join(PIPELINES)})")
+
+
+def _has_density(policy_description: Dict[str, Any]) -> bool:
+    return policy_description["behaviour"] not in ("expert", "fixed baseline weights")
+
+
+# ----------------------------------------------------------------- online behavioural agent
+
+
+def train_online(config, env_params: sim_env.EnvParams, key) -> Dict[str, Any]:
+    """Trains config.online.algo online in the simulator; returns its state, agent and buffer."""
+    oc = config.online
+    agent_config = _agent_config(oc.algo)
+    obs_dim, act_dim = sim_env.obs_dim(env_params), sim_env.act_dim(env_params)
+    agent = make_agent(agent_config, obs_dim, act_dim)
+    learner = make_agent(_agent_config(oc.learner_algo), obs_dim, act_dim) if config.pipeline == "concurrent" else None
+    capacity = oc.num_envs * oc.iterations
+    k_init, k_eval = jax.random.split(key)
+    state = online.init(k_init, agent, env_params, oc.num_envs, capacity, learner)
+    chunk_fn = online.make_chunk_fn(
+        agent, env_params, oc.num_envs, oc.log_every, oc.updates_per_iteration, oc.batch_size,
+        oc.exploration_sigma, oc.random_iterations, learner,
+    )
+    start = time.time()
+    for done in range(oc.log_every, oc.iterations + 1, oc.log_every):
+        state = chunk_fn(state)
+        finished = float(state.finished_count)
+        logging.info(
+            "online %s: iteration %d/%d, mean return of %d finished sessions %.2f (%.0fs)",
+            oc.algo, done, oc.iterations, finished, float(state.finished_returns) / max(finished, 1.0), time.time() - start,
+        )
+    description = {"online_algo": oc.algo, "online_iterations": oc.iterations, "online_num_envs": oc.num_envs,
+                   "online_transitions": int(state.buffer.size)}
+    return {"state": state, "agent": agent, "learner": learner, "description": description}
+
+
+def _agent_config(algo: str):
+    import importlib
+
+    return importlib.import_module(f"launch.configs.{algo}").get_config()
+
+
+# ----------------------------------------------------------------- the pipelines
+
+
+def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
+    """Runs `config.pipeline`; returns the dataset and its provenance (the sidecar's)."""
+    if config.pipeline not in PIPELINES:
+        raise ValueError(f"config field 'pipeline': unknown pipeline {config.pipeline!r} (known: {', '.join(PIPELINES)})")
+    env_params = env_params_from_config(config)
+    key = jax.random.PRNGKey(config.seed)
+    k_behaviour, k_collect, k_value = jax.random.split(key, 3)
+    provenance = {"pipeline": config.pipeline, "seed": int(config.seed), "env_params": env_params_to_dict(env_params)}
+    eval_discount = float(config.eval_discount)
+
+    if config.pipeline in _ONLINE_PIPELINES:
+        run = train_online(config, env_params, k_behaviour)
+        greedy = evaluation.agent_policy_fn(run["agent"])
+        expert_value = evaluation.evaluate_policy(k_value, env_params, greedy, run["state"].agent, config.eval_users, eval_discount)
+        provenance.update(run["description"])
+        if config.pipeline == "imitation":
+            traj = sim_rollout.rollout(k_collect, env_params, greedy, run["state"].agent, config.num_users)
+            arrays = sim_rollout.flatten_valid(traj)
+            provenance.update(behaviour="online expert, greedy (no noise)", behaviour_value=expert_value)
+        else:
+            arrays = online.buffer_arrays(run["state"].buffer)
+            provenance.update(
+                behaviour=f"online {config.online.algo} with truncated N(pi(s), {config.online.exploration_sigma}) "
+                "exploration after uniform random warm-up (behaviour changes over the run)",
+                behaviour_value=expert_value, behaviour_value_note="true value of the final online agent, greedy",
+            )
+        if config.pipeline == "concurrent":
+            learner_policy = evaluation.agent_policy_fn(run["learner"])
+            provenance["concurrent_learner"] = config.online.learner_algo
+            provenance["concurrent_learner_value"] = evaluation.evaluate_policy(
+                k_value, env_params, learner_policy, run["state"].learner, config.eval_users, eval_discount
+            )
+    else:
+        policy, params, description = behaviour(config, env_params, k_behaviour)
+        log_prob_fn = policy.log_prob if _has_density(description) else None
+        traj = sim_rollout.rollout(k_collect, env_params, policy.apply, params, config.num_users, log_prob_fn=log_prob_fn)
+        arrays = sim_rollout.flatten_valid(traj)
+        provenance.update(description)
+        provenance["behaviour_value"] = evaluation.evaluate_policy(
+            k_value, env_params, policy.apply, params, config.eval_users, eval_discount
+        )
+    arrays["episode_ids"] = arrays["episode_ids"].astype(np.int32)
+    dataset = dataset_lib.from_arrays(arrays, tuple(env_params.task_names))
+    provenance["num_transitions"] = dataset.size
+    provenance["num_episodes"] = int(len(np.unique(arrays["episode_ids"])))
+    return dataset, provenance
+
+
+def collect_and_save(config, path: str) -> Tuple[str, Dict[str, Any]]:
+    dataset, provenance = collect(config)
+    path = dataset_lib.save(path, dataset, provenance)
+    logging.info(
+        "%s: %d transitions in %d sessions; behaviour value %.3f -> %s", config.pipeline, dataset.size,
+        provenance["num_episodes"], provenance["behaviour_value"]["undiscounted_return"], path,
+    )
+    return path, provenance

@@ -1,0 +1,114 @@
+"""Ground-truth evaluation of policies in the simulator.
+
+`evaluate_policy` rolls any policy out on fresh users and reports the mean
+discounted and undiscounted return, session length, per-task positive rates
+(responses per item shown) and 95% confidence intervals over users.
+
+`evaluate_agents` does the same for a stack of trained agents [S, H] in one
+compiled program, and also reports the agent's own value estimate
+Q(s_0, pi(s_0)) at the users' initial states against the true discounted
+return from those states: the overestimation measure of the BCQ paper.
+`make_eval_fn` packages it for the training driver (eval.jsonl).
+"""
+from typing import Callable, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmtf.agents import common
+from jaxmtf.sim import env as sim_env
+import jaxmtf.sim.rollout  # noqa: F401  (the package re-exports a function of the same name)
+import sys
+
+sim_rollout = sys.modules["jaxmtf.sim.rollout"]
+
+Z_95 = 1.959964
+
+
+def _summarise(traj: sim_rollout.Trajectory, discount: float, env_params: sim_env.EnvParams) -> Dict[str, jax.Array]:
+    """Means and 95% CI half-widths over users of one trajectory batch."""
+    per_user = sim_rollout.returns(traj, discount)
+    num_users = traj.rewards.shape[1]
+    out = {}
+    for name in ("discounted", "undiscounted", "length"):
+        x = per_user[name].astype(jnp.float32)
+        out[f"{name}_return" if name != "length" else "session_length"] = jnp.mean(x)
+        out[f"{name}_return_ci95" if name != "length" else "session_length_ci95"] = (
+            Z_95 * jnp.std(x, ddof=1) / jnp.sqrt(num_users)
+        )
+    # Per-task positive rate per item shown: responses / (valid steps x slate size).
+    items_shown = jnp.sum(traj.valid) * env_params.slate_size
+    totals = jnp.sum(traj.task_responses, axis=(0, 1))
+    for k, task in enumerate(env_params.task_names):
+        out[f"rate_{task}"] = totals[k] / items_shown
+    return out
+
+
+def evaluate_policy(
+    key: jax.Array,
+    env_params: sim_env.EnvParams,
+    policy_fn: Callable,
+    policy_params,
+    num_users: int = 1024,
+    discount: float = 0.99,
+) -> Dict[str, float]:
+    """True value of `policy_fn(params, obs, key) -> action` (one observation) on fresh users."""
+    traj = sim_rollout.rollout(key, env_params, policy_fn, policy_params, num_users)
+    stats = _summarise(traj, discount, env_params)
+    return {k: float(v) for k, v in jax.device_get(stats).items()}
+
+
+def agent_policy_fn(agent: common.Agent) -> Callable:
+    """policy(state, obs, key) for one observation, from an agent whose act takes a batch."""
+
+    def policy(state, obs, key):
+        return agent.act(state, obs[None], key)[0]
+
+    return policy
+
+
+def make_agent_evaluator(
+    agent: common.Agent,
+    env_params: sim_env.EnvParams,
+    num_users: int,
+    discount: float,
+) -> Callable:
+    """jit(evaluate)(agent_states [S, H], key) -> {metric: [S, H]}; compiled once per shape."""
+    policy = agent_policy_fn(agent)
+
+    def one_agent(state, key):
+        traj = sim_rollout.rollout(key, env_params, policy, state, num_users)
+        stats = _summarise(traj, discount, env_params)
+        # Overestimation: the agent's mean-over-critics Q at (s_0, pi(s_0)) vs the true return.
+        q0 = jnp.mean(agent.q_values(state, traj.observations[0], traj.actions[0]), axis=0)
+        true0 = sim_rollout.returns(traj, discount)["discounted"]
+        stats["q_estimate_initial"] = jnp.mean(q0)
+        stats["true_discounted_initial"] = jnp.mean(true0)
+        stats["overestimation"] = jnp.mean(q0 - true0)
+        return stats
+
+    def evaluate(agent_states, key):
+        # Every run is scored on the same users (common random numbers across seeds and settings).
+        axes = jax.tree.map(lambda _: 0, agent_states).replace(step=None)
+        over_h = jax.vmap(one_agent, in_axes=(axes, None))
+        return jax.vmap(over_h, in_axes=(axes, None))(agent_states, key)
+
+    return jax.jit(evaluate)
+
+
+def make_eval_fn(env_params: sim_env.EnvParams, num_users: int, discount: float, seed: int = 12345) -> Callable:
+    """The training driver's hook: eval_fn(agent, agent_states, step) -> {metric: [S, H]}.
+
+    The evaluation users are fixed by `seed` (the same users at every step,
+    so learning curves are not confounded by which users were drawn).
+    """
+    cache: Dict[int, Callable] = {}
+    key = jax.random.PRNGKey(seed)
+
+    def eval_fn(agent, agent_states, step):
+        del step
+        evaluator = cache.setdefault(id(agent), make_agent_evaluator(agent, env_params, num_users, discount))
+        return evaluator(agent_states, key)
+
+    return eval_fn

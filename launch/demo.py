@@ -1,0 +1,28 @@
+"""The main job: collect a dataset, train an offline agent for several seeds, compare.
+
+    python -m launch.demo --workdir=runs/demo
+
+Collects a logged dataset in the simulator, finds the best static fusion
+weights with CEM, trains the configured offline agent for several seeds in one
+program, and scores everything on the same fresh users. Prints the table and
+writes it to WORKDIR/results.md (and results.json).
+"""
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxmtf import pipeline
+
+_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/demo.py", "Demo config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of the demo.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+    del argv
+    pipeline.quiet_orbax_logs()
+    table = pipeline.run_demo(_CONFIG.value, _WORKDIR.value)
+    print(table)
+
+
+if __name__ == "__main__":
+    app.run(main)
