@@ -99,7 +99,7 @@ def init(key, agent, env_params, num_envs: int, capacity: int, learner: Optional
     k_agent, k_learner, k_env, key = jax.random.split(key, 4)
     obs, env_state = jax.vmap(sim_env.reset, in_axes=(0, None))(jax.random.split(k_env, num_envs), env_params)
     buffer = empty_buffer(capacity, obs.shape[-1], sim_env.act_dim(env_params), env_params.num_tasks)
-    return OnlineState(
+    state = OnlineState(
         agent=agent.init(k_agent),
         learner=learner.init(k_learner) if learner is not None else None,
         buffer=buffer, obs=obs, env_state=env_state,
@@ -107,6 +107,9 @@ def init(key, agent, env_params, num_envs: int, capacity: int, learner: Optional
         key=key, iteration=jnp.zeros((), jnp.int32),
         episode_return=jnp.zeros((num_envs,)), finished_returns=jnp.zeros(()), finished_count=jnp.zeros(()),
     )
+    # The chunk donates its input: every leaf needs a buffer of its own (an
+    # agent's fresh target params are the very arrays of its params).
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
 
 
 def make_chunk_fn(
