@@ -26,16 +26,11 @@ def small_config(algo: str, hidden=(32, 32), **driver_overrides):
 
 
 def registered_algorithms():
-    """Algorithms whose module exists (all of ALGORITHMS once every module has landed)."""
-    names = []
+    """Algorithms whose agent module and launch config both import (all must)."""
     for algo, module in ALGORITHMS.items():
-        try:
-            importlib.import_module(f"jaxmtf.agents.{module}")
-            importlib.import_module(f"launch.configs.{algo}")
-        except ModuleNotFoundError:
-            continue
-        names.append(algo)
-    return names
+        importlib.import_module(f"jaxmtf.agents.{module}")
+        importlib.import_module(f"launch.configs.{algo}")
+    return list(ALGORITHMS)
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,9 @@ def test_log_prob_matches_sampler(name):
         # bin averages of the implied density (the box density jumps inside a bin)
         implied = np.array([slice_dens[(fine >= lo) & (fine < hi)].mean() for lo, hi in zip(edges[:-1], edges[1:])])
         implied /= norm
-        mask = implied > 0.05
+        # skip bins that straddle an edge of the support (the box's ends)
+        whole = np.array([np.all(slice_dens[(fine >= lo) & (fine < hi)] > 0) for lo, hi in zip(edges[:-1], edges[1:])])
+        mask = (implied > 0.05) & whole
         err = np.abs(hist[mask] - implied[mask]) / implied[mask]
         assert np.median(err) < 0.06 and err.max() < 0.4, (name, d, np.median(err), err.max())
         assert np.all(hist[implied == 0] == 0)

@@ -1,0 +1,83 @@
+"""Every agent under one contract: shapes, finiteness, determinism, one compilation."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import registered_algorithms, small_config
+
+from jaxmtf import training
+from jaxmtf.agents import ALGORITHMS, make_agent
+
+# Sample counts cut for CI speed (the references' values are the configs' defaults).
+FAST = {
+    "bcq": {"num_act_samples": 8, "num_target_samples": 4},
+    "cql": {"policy_eval_start": 3},
+    "uwac": {"num_dropout_samples": 4, "num_eval_actions": 4, "num_target_actions": 4, "warmup": 3},
+}
+
+
+def _config(algo):
+    config = small_config(algo)
+    for name, value in FAST.get(algo, {}).items():
+        config.agent[name] = value
+    return config
+
+
+def test_every_algorithm_is_tested():
+    assert sorted(registered_algorithms()) == sorted(ALGORITHMS)
+
+
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+def test_agent_contract(algo, tiny_dataset):
+    config = _config(algo)
+    agent = make_agent(config, tiny_dataset.obs_dim, tiny_dataset.act_dim)
+    data = tiny_dataset.as_transitions()
+    hparams, _ = training.hparam_grid(agent.default_hparams, {})
+
+    traces = []
+
+    def counted_update(*args):
+        traces.append(1)
+        return agent.update(*args)
+
+    counted = agent._replace(update=counted_update)
+    chunk_fn = training.make_chunk_fn(counted, batch_size=16, chunk_size=3)
+    state = training.init_run_state(counted, [0, 1], 1)
+    for _ in range(3):  # 9 updates: crosses delays and warm-ups of the small configs
+        state, metrics = chunk_fn(state, data, hparams)
+    assert len(traces) == 1, "the chunk retraced"
+    assert int(state.agent.step) == 9
+
+    # Metrics: a flat dict of finite [S, H] arrays.
+    assert metrics and all(np.asarray(v).shape == (2, 1) for v in metrics.values())
+    for name, value in metrics.items():
+        assert np.all(np.isfinite(np.asarray(value))), f"{algo} metric {name} not finite: {value}"
+    for leaf in jax.tree.leaves(state.agent):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+
+    # One run's state: act and q_values on a batch.
+    one = jax.tree.map(lambda x: x[0, 0], state.agent.replace(step=None)).replace(step=state.agent.step)
+    obs = jnp.asarray(tiny_dataset.observations[:5])
+    action = jax.jit(agent.act)(one, obs, jax.random.PRNGKey(0))
+    assert action.shape == (5, tiny_dataset.act_dim)
+    assert np.all(np.abs(np.asarray(action)) <= 1.0)
+    np.testing.assert_array_equal(action, jax.jit(agent.act)(one, obs, jax.random.PRNGKey(0)))  # same key, same action
+    q = agent.q_values(one, obs, action)
+    assert q.shape == (config.agent.get("num_critics", 2), 5) and np.all(np.isfinite(np.asarray(q)))
+
+
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+def test_update_is_deterministic_given_the_key(algo, tiny_dataset):
+    agent = make_agent(_config(algo), tiny_dataset.obs_dim, tiny_dataset.act_dim)
+    state = agent.init(jax.random.PRNGKey(0))
+    batch = jax.tree.map(lambda x: x[:16], tiny_dataset.as_transitions())
+    batch = batch.replace(terminals=jnp.zeros_like(batch.terminals))  # bootstrap, so target noise matters
+    update = jax.jit(agent.update)
+    a, _ = update(state, batch, jax.random.PRNGKey(1), agent.default_hparams)
+    b, _ = update(state, batch, jax.random.PRNGKey(1), agent.default_hparams)
+    c, _ = update(state, batch, jax.random.PRNGKey(2), agent.default_hparams)
+    leaves = lambda s: [np.asarray(x) for x in jax.tree.leaves(s)]
+    for x, y in zip(leaves(a), leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    if algo not in ("ddpg",):  # DDPG's update uses no randomness at all
+        assert any(not np.array_equal(x, y) for x, y in zip(leaves(a), leaves(c)))
