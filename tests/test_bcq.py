@@ -31,17 +31,17 @@ def test_soft_clipped_target_with_max_over_samples_by_hand():
     # lmbda 0.75: 0.75 min + 0.25 max per sample, then max over the samples
     # state 0: (1, 3) -> 1.5, (0, 4) -> 1.0, (2, 2) -> 2.0          -> 2.0
     # state 1: (-2, -1) -> -1.75, (-3, 1) -> -2.0, (0, 5) -> 1.25    -> 1.25
-    np.testing.assert_allclose(bcq.bcq_value(q_tp1, 0.75), [2.0, 1.25], rtol=1e-6)
+    np.testing.assert_allclose(common.soft_clipped_max_over_samples(q_tp1, 0.75), [2.0, 1.25], rtol=1e-6)
     # lmbda 1 is the plain clipped double Q: max_i min_j = [2, 0]
-    np.testing.assert_allclose(bcq.bcq_value(q_tp1, 1.0), [2.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(common.soft_clipped_max_over_samples(q_tp1, 1.0), [2.0, 0.0], rtol=1e-6)
     r, d = jnp.array([1.0, -0.5]), jnp.array([0.0, 1.0])
-    y = common.td_target(r, 0.99, d, bcq.bcq_value(q_tp1, 0.75))
+    y = common.td_target(r, 0.99, d, common.soft_clipped_max_over_samples(q_tp1, 0.75))
     np.testing.assert_allclose(y, [1.0 + 0.99 * 2.0, -0.5], rtol=1e-6)
 
 
 def test_repeat_samples_groups_the_samples_of_a_state_together():
     # torch.repeat_interleave(s, n, 0).reshape(B, n, ...) in the reference.
-    out = bcq.repeat_samples(jnp.array([[1.0, 2.0], [3.0, 4.0]]), 3)
+    out = common.repeat_samples(jnp.array([[1.0, 2.0], [3.0, 4.0]]), 3)
     np.testing.assert_array_equal(out, [[[1, 2]] * 3, [[3, 4]] * 3])
 
 
@@ -122,7 +122,7 @@ def test_act_picks_the_candidate_with_the_highest_q1(agent):
     key = jax.random.PRNGKey(3)
     chosen = jax.jit(agent.act)(state, obs, key)
     # The candidates act() chose among: the same key's 100 VAE samples per state, perturbed.
-    s = bcq.repeat_samples(obs, 100)
+    s = common.repeat_samples(obs, 100)
     vae = networks.VAE(ACT_DIM, 2 * ACT_DIM, (32, 32))
     actor = bcq.PerturbationActor((32, 32), ACT_DIM)
     sampled = vae.apply(state.vae, s, key, method=networks.VAE.sample)

@@ -74,16 +74,6 @@ class PerturbationActor(nn.Module):
         return jnp.clip(action + perturbation, -1.0, 1.0)
 
 
-def repeat_samples(x: jax.Array, num_samples: int) -> jax.Array:
-    """[..., D] -> [..., num_samples, D]: each row repeated (torch.repeat_interleave, grouped per row)."""
-    return jnp.broadcast_to(x[..., None, :], x.shape[:-1] + (num_samples, x.shape[-1]))
-
-
-def bcq_value(q_tp1: jax.Array, lmbda) -> jax.Array:
-    """V(s') from Q' at sampled actions [num_critics, B, n]: soft clipped double Q, then max over the n samples."""
-    return jnp.max(common.soft_clipped_double_q(q_tp1, lmbda), axis=-1)
-
-
 def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     latent_dim = int(config.latent_dim) or 2 * act_dim
     vae_net = networks.VAE(act_dim, latent_dim, tuple(config.vae_hidden_dims))
@@ -131,10 +121,10 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
 
         # --- critic target: y = r + gamma (1 - d) max_i [soft clipped double Q'(s', xi'(s', a_i))], a_i ~ G(s') ---
         # The reference samples with the just-updated VAE and the target actor.
-        s_tp1 = repeat_samples(batch.next_observations, num_target_samples)  # [B, n, obs_dim]
+        s_tp1 = common.repeat_samples(batch.next_observations, num_target_samples)  # [B, n, obs_dim]
         a_tp1 = actor_net.apply(state.actor_target, s_tp1, sample_vae(vae, s_tp1, k_target), phi)
         q_tp1 = critic_net.apply(state.critic_target, s_tp1, a_tp1)  # [num_critics, B, n]
-        y = common.td_target(batch.rewards, hparams["discount"], batch.terminals, bcq_value(q_tp1, hparams["lmbda"]))
+        y = common.td_target(batch.rewards, hparams["discount"], batch.terminals, common.soft_clipped_max_over_samples(q_tp1, hparams["lmbda"]))
 
         # --- critic: sum_j mean (Q_j(s, a) - y)^2 ---
         def critic_loss_fn(critic):
@@ -184,7 +174,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
 
     def act(state: BCQState, obs, key):
         """select_action: the best by Q1 of `num_act_samples` perturbed VAE actions, per observation row."""
-        s = repeat_samples(obs, num_act_samples)  # [..., n, obs_dim]
+        s = common.repeat_samples(obs, num_act_samples)  # [..., n, obs_dim]
         candidates = actor_net.apply(state.actor, s, sample_vae(state.vae, s, key), state.phi)
         q1 = critic_net.apply(state.critic, s, candidates)[0]  # [..., n]
         best = jnp.argmax(q1, axis=-1)

@@ -57,6 +57,23 @@ def soft_clipped_double_q(q_tp1, lmbda):
     return lmbda * jnp.min(q_tp1, axis=0) + (1.0 - lmbda) * jnp.max(q_tp1, axis=0)
 
 
+def repeat_samples(x, num_samples):
+    """[..., D] -> [..., num_samples, D]: each row repeated, its copies kept together.
+
+    The layout of torch's repeat_interleave / unsqueeze(1).repeat(1, n, 1) in the
+    references, for evaluating n sampled actions per state.
+    """
+    return jnp.broadcast_to(x[..., None, :], x.shape[:-1] + (num_samples, x.shape[-1]))
+
+
+def soft_clipped_max_over_samples(q_tp1, lmbda):
+    """V(s') from Q' at n sampled actions [num_critics, B, n]: soft clipped double Q, then max over n.
+
+    The target of BCQ (VAE samples) and of BEAR / UWAC (policy samples).
+    """
+    return jnp.max(soft_clipped_double_q(q_tp1, lmbda), axis=-1)
+
+
 def ensemble_mse(q_t, target):
     """Sum over critics of the mean squared TD error, as the references sum their twin losses."""
     return jnp.sum(jnp.mean((q_t - target[None]) ** 2, axis=-1))

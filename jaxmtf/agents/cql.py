@@ -92,10 +92,8 @@ def penalty_action_values(q_fn, dist_fn, obs, next_obs, key, num_random):
     (log densities without gradient, as the reference detaches them).
     """
     k_rand, k_t, k_tp1 = jax.random.split(key, 3)
-    batch_size = obs.shape[0]
 
-    def repeat(x, m):  # [B, d] -> [B, m, d], rlkit's obs.unsqueeze(1).repeat(1, m, 1)
-        return jnp.broadcast_to(x[:, None], (batch_size, m) + x.shape[1:])
+    repeat = common.repeat_samples  # [B, d] -> [B, m, d], rlkit's obs.unsqueeze(1).repeat(1, m, 1)
 
     # Sampling from the repeated (mean, log_std) equals the reference's repeated
     # forward pass of the policy, for a tenth of the policy's cost.
@@ -228,9 +226,9 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
             # max over 10 policy actions at s' per target critic, then the min over critics;
             # the reference subtracts no entropy here and hard-codes the 10.
             a_tp1, _ = common.tanh_gaussian_sample(
-                jnp.repeat(mean_tp1[:, None], 10, 1), jnp.repeat(log_std_tp1[:, None], 10, 1), k_tp1
+                common.repeat_samples(mean_tp1, 10), common.repeat_samples(log_std_tp1, 10), k_tp1
             )
-            q_tp1 = critic_net.apply(state.critic_target, jnp.repeat(next_obs[:, None], 10, 1), a_tp1)
+            q_tp1 = critic_net.apply(state.critic_target, common.repeat_samples(next_obs, 10), a_tp1)
             v_tp1 = common.clipped_double_q(jnp.max(q_tp1, axis=-1))
         else:
             a_tp1, log_pi_tp1 = common.tanh_gaussian_sample(mean_tp1, log_std_tp1, k_tp1)

@@ -100,7 +100,7 @@ def uwac_target(r_t, discount, terminal_t, q_tp1, var_tp1, num_actions):
     The variance is the max over the actions of the twins' summed variance,
     taken independently of the action that maximises the value, as in the reference.
     """
-    v_tp1 = common.soft_clipped_double_q(q_tp1, TARGET_LMBDA).reshape(-1, num_actions).max(axis=1)
+    v_tp1 = common.soft_clipped_max_over_samples(q_tp1.reshape(q_tp1.shape[0], -1, num_actions), TARGET_LMBDA)
     var_y = jnp.sum(var_tp1, axis=0).reshape(-1, num_actions).max(axis=1)
     return common.td_target(r_t, discount, terminal_t, v_tp1), jax.lax.stop_gradient(var_y)
 
