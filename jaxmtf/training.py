@@ -61,13 +61,29 @@ def validate_config(config) -> None:
             )
 
 
-def hparam_grid(default_hparams: common.HParams, sweep) -> Tuple[common.HParams, List[Dict[str, float]]]:
-    """The cartesian grid of `sweep` (name -> list of values) over the defaults.
+def parse_sweep(spec: str) -> Dict[str, List[float]]:
+    """"alpha=1,2.5,5;discount=0.9,0.99" -> {"alpha": [1, 2.5, 5], "discount": [0.9, 0.99]}."""
+    sweep = {}
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        name, sep, values = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            sweep[name.strip()] = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"config field 'sweep': cannot parse {part!r} (expected name=v1,v2,...; settings joined by ';')")
+    return sweep
 
-    Returns hparams with leaves of shape [H], and one label per setting
-    holding the swept values (empty dicts when nothing is swept, H = 1).
+
+def hparam_grid(default_hparams: common.HParams, sweep) -> Tuple[common.HParams, List[Dict[str, float]]]:
+    """The cartesian grid of `sweep` over the defaults.
+
+    `sweep` is a mapping name -> list of values, or its string form
+    "name=v1,v2;other=v3" (what `--config.sweep` takes). Returns hparams with
+    leaves of shape [H], and one label per setting holding the swept values
+    (empty dicts when nothing is swept, H = 1).
     """
-    sweep = dict(sweep or {})
+    sweep = parse_sweep(sweep) if isinstance(sweep, str) else dict(sweep or {})
     for name, values in sweep.items():
         if name not in default_hparams:
             raise ConfigError(

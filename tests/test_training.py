@@ -26,7 +26,7 @@ def _assert_trees_close(a, b, **kw):
 
 def test_metrics_have_seed_and_hparam_axes_and_are_finite(tiny_dataset, tmp_path):
     config = small_config("td3", num_seeds=3)
-    config.sweep = {"discount": [0.9, 0.99]}
+    config.sweep = "discount=0.9,0.99"
     summary = training.train(config, tiny_dataset, str(tmp_path))
     state = summary["state"]
     for leaf in jax.tree.leaves(state.agent.replace(step=None)):
@@ -156,7 +156,7 @@ def test_bad_config_fails_early(tiny_dataset, tmp_path, field, value, message):
 
 def test_unknown_sweep_name_fails_early(tiny_dataset, tmp_path):
     config = small_config("td3")
-    config.sweep = {"alpha": [1.0]}  # TD3+BC's, not TD3's
+    config.sweep = "alpha=1.0"  # TD3+BC's, not TD3's
     with pytest.raises(training.ConfigError, match="'sweep.alpha': not a sweepable"):
         training.train(config, tiny_dataset, str(tmp_path))
 
@@ -194,3 +194,12 @@ def test_launcher_resumes_after_being_killed(tmp_path):
     for name in ("config.json", "summary.json"):
         assert (workdir / name).exists()
     assert json.load(open(workdir / "summary.json"))["finished"]
+
+
+def test_sweep_string_form():
+    assert training.parse_sweep("alpha=1,2.5 ; discount=0.9,0.99") == {"alpha": [1.0, 2.5], "discount": [0.9, 0.99]}
+    assert training.parse_sweep("") == {}
+    with pytest.raises(training.ConfigError, match="'sweep': cannot parse 'alpha'"):
+        training.parse_sweep("alpha")
+    with pytest.raises(training.ConfigError, match="cannot parse"):
+        training.parse_sweep("alpha=x")
