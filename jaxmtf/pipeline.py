@@ -9,10 +9,19 @@ from jaxmtf.data import synthetic
 from jaxmtf.types import Dataset
 
 SYNTHETIC_PREFIX = "synthetic:"
+MINARI_PREFIX = "minari:"
+
+
+def _load_minari(path_or_id: str) -> Dataset:
+    from jaxmtf.data.minari_import import from_minari
+
+    return from_minari(path_or_id)[0]
 
 
 def load_dataset(spec: str) -> Dataset:
-    """A dataset file path, or `synthetic:one_step` for the built-in one-step task."""
+    """A dataset file path, `synthetic:one_step` (built-in one-step task) or `minari:ID_OR_PATH`."""
+    if spec.startswith(MINARI_PREFIX):
+        return _load_minari(spec[len(MINARI_PREFIX):])
     if spec.startswith(SYNTHETIC_PREFIX):
         name = spec[len(SYNTHETIC_PREFIX):]
         if name != "one_step":
@@ -36,7 +45,7 @@ def simulator_eval_fn(config):
     The dataset's sidecar records the simulator parameters; synthetic or
     imported datasets have none, and then there is no evaluation.
     """
-    if config.dataset.startswith(SYNTHETIC_PREFIX) or not config.get("eval_every"):
+    if config.dataset.startswith((SYNTHETIC_PREFIX, MINARI_PREFIX)) or not config.get("eval_every"):
         return None
     provenance = dataset_lib.read_sidecar(config.dataset)["provenance"]
     if "env_params" not in provenance:

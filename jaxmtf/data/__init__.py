@@ -10,3 +10,4 @@ from jaxmtf.data.dataset import (
     validate,
 )
 from jaxmtf.data.synthetic import one_step_dataset
+from jaxmtf.data.minari_import import from_minari
