@@ -203,3 +203,11 @@ def test_sweep_string_form():
         training.parse_sweep("alpha")
     with pytest.raises(training.ConfigError, match="cannot parse"):
         training.parse_sweep("alpha=x")
+
+
+def test_tensorboard_writer_is_optional(tiny_dataset, tmp_path):
+    config = small_config("td3", tensorboard=True)
+    training.train(config, tiny_dataset, str(tmp_path))
+    events = [f for _, _, files in os.walk(tmp_path / "tensorboard") for f in files if f.startswith("events.out")]
+    assert events, "no TensorBoard event file written"
+    assert os.path.getsize(os.path.join(tmp_path, "metrics.jsonl")) > 0  # JSONL is written regardless
