@@ -153,6 +153,40 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int) -> Call
     return jax.jit(chunk, donate_argnums=(0,))
 
 
+# ----------------------------------------------------------------- devices
+
+
+def run_sharding(num_seeds: int, num_hparams: int, devices=None):
+    """How to lay the [S, H] runs over the local devices: (sharding of [S, H, ...], replicated).
+
+    Runs are independent, so the seed axis (or, if it does not divide, the
+    hparam axis) is split over every local device and the compiled chunk needs
+    no communication; the dataset and the shared step are replicated. One
+    device (or no divisible axis): everything on the default device.
+    """
+    devices = list(devices if devices is not None else jax.local_devices())
+    n = len(devices)
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    if n > 1 and num_seeds % n == 0:
+        spec = jax.sharding.PartitionSpec("runs")
+    elif n > 1 and num_hparams % n == 0:
+        spec = jax.sharding.PartitionSpec(None, "runs")
+    else:
+        if n > 1:
+            absl_logging.warning("%d seeds x %d settings do not divide over %d devices: using one", num_seeds, num_hparams, n)
+        return None, None
+    return jax.sharding.NamedSharding(mesh, spec), replicated
+
+
+def shard_run_state(state: RunState, runs, replicated) -> RunState:
+    """Places every [S, H, ...] leaf with `runs` and the shared step replicated."""
+    if runs is None:
+        return state
+    agent = jax.device_put(state.agent.replace(step=None), runs).replace(step=jax.device_put(state.agent.step, replicated))
+    return RunState(agent=agent, key=jax.device_put(state.key, runs))
+
+
 # ----------------------------------------------------------------- host loop
 
 
@@ -207,7 +241,10 @@ def train(
         "chunk_size": int(config.chunk_size),
     }
 
-    state = init_run_state(agent, seeds, len(hparam_labels))
+    runs_sharding, replicated = (
+        run_sharding(len(seeds), len(hparam_labels)) if config.get("shard_runs", True) else (None, None)
+    )
+    state = shard_run_state(init_run_state(agent, seeds, len(hparam_labels)), runs_sharding, replicated)
     step = 0
     restored = checkpointer.restore_latest(state, meta)
     if restored is not None:
@@ -216,7 +253,8 @@ def train(
         absl_logging.info("resumed from the checkpoint at update %d in %s", step, workdir)
 
     chunk_fn = make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size))
-    data = jax.device_put(data.as_transitions())
+    data = jax.device_put(data.as_transitions(), replicated)  # None: the default device
+    hparams = jax.device_put(hparams, replicated)
     num_updates = int(config.num_updates)
     stop_at = min(num_updates, stop_after) if stop_after is not None else num_updates
     eval_every = int(config.get("eval_every", 0) or 0)

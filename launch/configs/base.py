@@ -18,6 +18,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3  # most recent checkpoints kept on disk
     config.normalize_observations = False  # standardise states with dataset mean and std + 1e-3
     config.tensorboard = False  # also write TensorBoard summaries (needs jaxmtf[tensorboard])
+    config.shard_runs = True  # split the seeds (or settings) over all local devices
     # Swept hparams, "name=v1,v2;other=v3"; the cartesian grid x seeds is one program.
     config.sweep = ""
     return config
