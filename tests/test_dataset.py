@@ -167,3 +167,10 @@ def test_normalization_stats_match_td3_bc():
     np.testing.assert_allclose(stats["std"], obs.std(0) + 1e-3, rtol=1e-5)
     ds = data.normalize(data.from_arrays({**_arrays(1000, 3), "observations": obs}), stats)
     np.testing.assert_allclose(np.asarray(ds.observations).mean(0), 0.0, atol=1e-4)
+
+
+def test_actions_within_round_off_of_the_box_are_clipped_into_it():
+    arrays = _arrays()
+    arrays["actions"][0, 0] = 1.0 + 5e-6  # round-off: accepted, then stored inside [-1, 1]
+    ds = data.from_arrays(arrays)
+    assert float(np.max(np.abs(np.asarray(ds.actions)))) == 1.0

@@ -104,6 +104,8 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
             vae_opt=vae_opt.init(vae),
             actor_opt=actor_opt.init(actor),
             critic_opt=critic_opt.init(critic),
+            # act() gets no hparams, so phi lives in the state; it is the
+            # config's value until the first update writes the run's swept one.
             phi=default_hparams["phi"],
             step=jnp.zeros((), jnp.int32),
         )

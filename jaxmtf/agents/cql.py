@@ -185,15 +185,18 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     hparam_names = HPARAMS + (LAGRANGE_HPARAMS if with_lagrange else ())
 
     def init(key):
-        k_actor, k_critic, k_actor_init, k_critic_init = jax.random.split(key, 4)
+        k_actor, k_critic, k_target, k_actor_init, k_critic_init, k_target_init = jax.random.split(key, 6)
         obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
         actor = rlkit_init(actor_net.init(k_actor, obs), k_actor_init, len(config.actor_hidden_dims), 1e-3)
         critic = rlkit_init(critic_net.init(k_critic, obs, act), k_critic_init, len(config.critic_hidden_dims), 3e-3)
+        # cql_mujoco_new.py builds target_qf1/2 as separately initialised
+        # networks and never copies the critics into them: so do we (as UWAC).
+        critic_target = rlkit_init(critic_net.init(k_target, obs, act), k_target_init, len(config.critic_hidden_dims), 3e-3)
         zero = jnp.zeros((), jnp.float32)  # ptu.zeros(1): log alpha = log alpha' = 0 at the start
         return CQLState(
             actor=actor,
             critic=critic,
-            critic_target=critic,
+            critic_target=critic_target,
             log_alpha=zero,
             log_alpha_prime=zero,
             actor_opt=actor_opt.init(actor),

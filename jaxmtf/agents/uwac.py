@@ -146,6 +146,8 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     alpha_opt = optax.adam(config.alpha_lr)
     mmd_fn = MMD_KERNELS[config.kernel]
     num_passes = int(config.num_dropout_samples)
+    if num_passes < 2:  # the variance over passes (ddof=1, torch.var) needs two
+        raise ValueError(f"config field 'agent.num_dropout_samples': must be >= 2, got {num_passes}")
     num_target_actions = int(config.num_target_actions)
     num_mmd = int(config.num_samples_mmd_match)
     num_eval_actions = int(config.num_eval_actions)

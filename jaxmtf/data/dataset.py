@@ -91,6 +91,9 @@ def from_arrays(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> 
             continue
         dtype = np.int32 if name == "episode_ids" else np.float32
         fields[name] = np.asarray(value, dtype=dtype)
+    # Validation admits float round-off past the box edge; agents take
+    # log(1 - a^2) (tanh-Gaussian densities), so store actions inside it.
+    fields["actions"] = np.clip(fields["actions"], -1.0, 1.0)
     return Dataset(task_names=tuple(task_names), **fields)
 
 
