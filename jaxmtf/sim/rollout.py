@@ -32,40 +32,88 @@ class Trajectory:
     infos: Optional[Dict[str, Array]] = None  # [T, U] extra diagnostics from env.step
 
 
-@functools.partial(jax.jit, static_argnames=("policy_fn", "num_users", "num_steps", "log_prob_fn"))
+def _user_keys(key: Array, num_users: int, block: int):
+    """Per-user keys, padded to a whole number of blocks: [num_blocks, block, 2].
+
+    User i's randomness depends only on (key, i), not on the blocking: its
+    reset key and its step-t key are derived from its own key (fold_in t).
+    """
+    nb = -(-num_users // block)
+    keys = jax.random.split(key, nb * block)
+    return keys.reshape(nb, block, *keys.shape[1:])
+
+
+def _run_block(user_keys, env_params, policy_fn, policy_params, T, log_prob_fn, lean, discount):
+    """One block of users, vmapped, scanned over T requests."""
+    def reset_one(k):
+        return sim_env.reset(jax.random.fold_in(k, 0), env_params)
+
+    def step_one(k, t, obs, state):
+        k_pol, k_env = jax.random.split(jax.random.fold_in(k, t + 1))
+        action = policy_fn(policy_params, obs, k_pol)
+        next_obs, next_state, reward, done, info = sim_env.step(k_env, state, action, env_params)
+        lp = log_prob_fn(policy_params, obs, action) if log_prob_fn is not None else None
+        return action, next_obs, next_state, reward, done, info, lp
+
+    obs, state = jax.vmap(reset_one)(user_keys)
+    B = user_keys.shape[0]
+    vstep = jax.vmap(step_one, in_axes=(0, None, 0, 0))
+
+    def body(carry, t):
+        obs, state, alive, acc = carry
+        action, next_obs, next_state, reward, done, info, lp = vstep(user_keys, t, obs, state)
+        r = jnp.where(alive, reward, 0.0)
+        if lean:
+            acc = {"undiscounted": acc["undiscounted"] + r,
+                   "discounted": acc["discounted"] + discount ** t.astype(jnp.float32) * r,
+                   "length": acc["length"] + alive.astype(jnp.int32),
+                   "first_reward": jnp.where(t == 0, r, acc["first_reward"])}
+            out = None
+        else:
+            out = dict(
+                observations=obs, actions=action, rewards=r, next_observations=next_obs,
+                terminals=info["terminal"] & alive, timeouts=info["timeout"] & alive, valid=alive,
+                task_responses=jnp.where(alive[:, None], info["task_responses"], 0.0),
+                infos={k: v for k, v in info.items() if k not in ("task_responses", "terminal", "timeout")},
+            )
+            if lp is not None:
+                out["log_probs"] = lp
+        return (next_obs, next_state, alive & ~done, acc), out
+
+    zeros = jnp.zeros((B,), jnp.float32)
+    acc0 = {"undiscounted": zeros, "discounted": zeros, "length": jnp.zeros((B,), jnp.int32), "first_reward": zeros}
+    (_, _, _, acc), out = jax.lax.scan(body, (obs, state, jnp.ones((B,), bool), acc0), jnp.arange(T))
+    return acc if lean else out
+
+
+def _blocks(key, env_params, policy_fn, policy_params, num_users, num_steps, log_prob_fn, lean, discount, block_size):
+    T = env_params.max_steps if num_steps is None else num_steps
+    block = min(block_size, num_users)
+    keys = _user_keys(key, num_users, block)
+    run = functools.partial(_run_block, env_params=env_params, policy_fn=policy_fn, policy_params=policy_params,
+                            T=T, log_prob_fn=log_prob_fn, lean=lean, discount=discount)
+    # blocks run one after another: a block's user states stay in cache for all T steps
+    return jax.lax.map(lambda k: run(k), keys) if keys.shape[0] > 1 else jax.tree.map(lambda x: x[None], run(keys[0]))
+
+
+@functools.partial(jax.jit, static_argnames=("policy_fn", "num_users", "num_steps", "log_prob_fn", "block_size"))
 def rollout(key: Array, env_params: sim_env.EnvParams, policy_fn: Callable, policy_params,
             num_users: int, num_steps: Optional[int] = None,
-            log_prob_fn: Optional[Callable] = None) -> Trajectory:
+            log_prob_fn: Optional[Callable] = None, block_size: int = 2048) -> Trajectory:
     """Run ``num_users`` fresh users for ``num_steps`` (default max_steps) requests.
 
     ``policy_fn(params, obs, key) -> action`` acts on one observation (it is
-    vmapped here); ``log_prob_fn(params, obs, action)`` likewise.
+    vmapped here); ``log_prob_fn(params, obs, action)`` likewise. Users are
+    simulated in blocks of ``block_size`` (a speed knob only: results do not
+    depend on it).
     """
-    T = env_params.max_steps if num_steps is None else num_steps
-    k_reset, k_steps = jax.random.split(key)
-    obs, state = jax.vmap(sim_env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_users), env_params)
-    act = jax.vmap(policy_fn, in_axes=(None, 0, 0))
-    env_step = jax.vmap(sim_env.step, in_axes=(0, 0, 0, None))
-
-    def body(carry, step_key):
-        obs, state, alive = carry
-        k_pol, k_env = jax.random.split(step_key)
-        action = act(policy_params, obs, jax.random.split(k_pol, num_users))
-        next_obs, next_state, reward, done, info = env_step(jax.random.split(k_env, num_users), state,
-                                                            action, env_params)
-        out = dict(
-            observations=obs, actions=action, rewards=jnp.where(alive, reward, 0.0),
-            next_observations=next_obs, terminals=info["terminal"] & alive, timeouts=info["timeout"] & alive,
-            valid=alive, task_responses=jnp.where(alive[:, None], info["task_responses"], 0.0),
-            infos={k: v for k, v in info.items() if k not in ("task_responses", "terminal", "timeout")},
-        )
-        if log_prob_fn is not None:
-            out["log_probs"] = jax.vmap(log_prob_fn, in_axes=(None, 0, 0))(policy_params, obs, action)
-        return (next_obs, next_state, alive & ~done), out
-
-    alive0 = jnp.ones((num_users,), bool)
-    _, out = jax.lax.scan(body, (obs, state, alive0), jax.random.split(k_steps, T))
-    return Trajectory(**out)
+    out = _blocks(key, env_params, policy_fn, policy_params, num_users, num_steps, log_prob_fn, False, 1.0,
+                  block_size)
+    # [blocks, T, block, ...] -> [T, users, ...]
+    def merge(x):
+        x = jnp.moveaxis(x, 0, 1)
+        return x.reshape(x.shape[0], -1, *x.shape[3:])[:, :num_users]
+    return Trajectory(**jax.tree.map(merge, out))
 
 
 def returns(traj: Trajectory, discount: float = 1.0) -> Dict[str, Array]:
@@ -101,35 +149,15 @@ def flatten_valid(traj: Trajectory) -> Dict[str, np.ndarray]:
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("policy_fn", "num_users", "num_steps"))
+@functools.partial(jax.jit, static_argnames=("policy_fn", "num_users", "num_steps", "block_size"))
 def evaluate(key: Array, env_params: sim_env.EnvParams, policy_fn: Callable, policy_params,
-             num_users: int, num_steps: Optional[int] = None, discount: float = 1.0) -> Dict[str, Array]:
+             num_users: int, num_steps: Optional[int] = None, discount: float = 1.0,
+             block_size: int = 2048) -> Dict[str, Array]:
     """Per-user returns without storing the trajectory (lean: for search and evaluation).
 
-    Uses the same key schedule as ``rollout``, so ``evaluate(key, ...)`` and
+    Same users and keys as ``rollout``: ``evaluate(key, ...)`` and
     ``returns(rollout(key, ...))`` agree for the same arguments.
     Returns per-user ``undiscounted``, ``discounted``, ``length``, ``first_reward``.
     """
-    T = env_params.max_steps if num_steps is None else num_steps
-    k_reset, k_steps = jax.random.split(key)
-    obs, state = jax.vmap(sim_env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_users), env_params)
-    act = jax.vmap(policy_fn, in_axes=(None, 0, 0))
-    env_step = jax.vmap(sim_env.step, in_axes=(0, 0, 0, None))
-
-    def body(carry, step_key):
-        obs, state, alive, acc, disc = carry
-        k_pol, k_env = jax.random.split(step_key)
-        action = act(policy_params, obs, jax.random.split(k_pol, num_users))
-        obs, state, reward, done, _ = env_step(jax.random.split(k_env, num_users), state, action, env_params)
-        r = jnp.where(alive, reward, 0.0)
-        acc = {"undiscounted": acc["undiscounted"] + r, "discounted": acc["discounted"] + disc * r,
-               "length": acc["length"] + alive,
-               "first_reward": jnp.where(acc["length"] == 0, r, acc["first_reward"])}
-        return (obs, state, alive & ~done, acc, disc * discount), None
-
-    zeros = jnp.zeros((num_users,), jnp.float32)
-    acc0 = {"undiscounted": zeros, "discounted": zeros, "length": jnp.zeros((num_users,), jnp.int32),
-            "first_reward": zeros}
-    carry0 = (obs, state, jnp.ones((num_users,), bool), acc0, jnp.ones((), jnp.float32))
-    (_, _, _, acc, _), _ = jax.lax.scan(body, carry0, jax.random.split(k_steps, T))
-    return acc
+    acc = _blocks(key, env_params, policy_fn, policy_params, num_users, num_steps, None, True, discount, block_size)
+    return jax.tree.map(lambda x: x.reshape(-1)[:num_users], acc)

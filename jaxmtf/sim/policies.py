@@ -1,0 +1,217 @@
+"""Behaviour and reference policies: ``apply(params, obs, key) -> action`` plus ``log_prob``.
+
+A ``Policy`` is a NamedTuple of two pure functions; its params are a separate
+pytree, so policies compose (a Gaussian around a base policy closes over the
+base's functions and carries the base's params inside its own).
+
+``log_prob(params, obs, action)`` is the log density of ``action`` (one
+observation, one action) w.r.t. Lebesgue measure on [-1, 1]^A, unless said
+otherwise:
+- deterministic policies (fixed weights, trained agents, hand-written rules)
+  are point masses: no density exists, their ``log_prob`` returns NaN so that
+  any importance ratio built on it fails loudly;
+- ``"clip"`` noise (the literal IntegratedRL box or a clipped Gaussian) puts
+  probability atoms on the faces a = +-1. There ``log_prob`` is w.r.t. the
+  per-dimension measure "Lebesgue on (-1, 1) + unit atoms at -1 and +1": the
+  continuous density inside, the log of the atom's mass on a face. It is exact
+  and ratios between two such policies are valid; do not mix it with
+  Lebesgue-only densities (e.g. inside a mixture with the uniform policy).
+- ``"truncate"`` noise (the default) samples the same box / Gaussian
+  restricted to [-1, 1] (inverse CDF), an honest Lebesgue density.
+"""
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import log_ndtr, ndtr
+
+from jaxmtf.sim import env as sim_env
+
+Array = jax.Array
+
+
+class Policy(NamedTuple):
+    apply: Callable  # (params, obs, key) -> action in [-1, 1]^A
+    log_prob: Callable  # (params, obs, action) -> scalar log density
+
+
+def _nan_log_prob(params, obs, action):
+    return jnp.full((), jnp.nan, jnp.float32)
+
+
+# --- uniform random --------------------------------------------------------
+
+def uniform_policy(act_dim: int) -> Policy:
+    """U([-1, 1]^A); params unused (pass None or ())."""
+    def apply(params, obs, key):
+        return jax.random.uniform(key, (act_dim,), minval=-1.0, maxval=1.0)
+
+    def log_prob(params, obs, action):
+        inside = jnp.all(jnp.abs(action) <= 1.0)
+        return jnp.where(inside, -act_dim * np.log(2.0), -jnp.inf).astype(jnp.float32)
+    return Policy(apply, log_prob)
+
+
+# --- deterministic ---------------------------------------------------------
+
+def fixed_policy() -> Policy:
+    """Always the action in params (e.g. ``sim_env.baseline_action(env_params)``). A point mass."""
+    return Policy(lambda params, obs, key: params, _nan_log_prob)
+
+
+def agent_policy(act_fn: Callable) -> Policy:
+    """Wrap a trained agent's ``act(state, obs, key)``; params are the agent state.
+
+    Log density is NaN: agents act deterministically for evaluation. Wrap the
+    result in ``gaussian_policy`` to get a stochastic behaviour policy with a density.
+    """
+    return Policy(lambda state, obs, key: act_fn(state, obs, key), _nan_log_prob)
+
+
+def bounce_switch_policy(env_params: sim_env.EnvParams) -> Policy:
+    """The hand-written state-dependent policy used to prove the simulator is sequential.
+
+    Probe, then commit: for the first ``probe_steps`` requests play
+    ``probe_action`` (click-greedy: it shows clickbait, the only way to learn
+    how this user takes it). Afterwards play ``prone_action`` while the
+    observed session bounce rate (share of clicks without a long view, averaged
+    over the session so far) is below ``bounce_threshold``, else
+    ``averse_action``. The session average keeps the probe's evidence, so the
+    decision sticks without memory beyond the observation.
+    params = dict(probe_action, prone_action, averse_action, bounce_threshold, probe_steps).
+    """
+    lay = sim_env.observation_layout(env_params)
+    pos, T = lay["session_position"].start, env_params.max_steps
+    bounce = lay["session_bounce_rate"].start
+
+    def apply(params, obs, key):
+        t = obs[pos] * T
+        late = jnp.where(obs[bounce] < params["bounce_threshold"], params["prone_action"], params["averse_action"])
+        return jnp.where(t < params["probe_steps"] - 0.5, params["probe_action"], late)
+    return Policy(apply, _nan_log_prob)
+
+
+# Found by CEM (static_search) on prone-only (rho ~ Beta(50, 1)) and averse-only
+# (rho ~ Beta(1, 50)) users of the default simulator, rounded; see SIM_NOTES.md.
+PRONE_ACTION = (1.0, 0.0, -1.0, -0.5, -0.9, -0.5)  # click first: clickbait pays with these users
+AVERSE_ACTION = (-1.0, -0.35, 0.55, -0.75, 1.0, -0.3)  # no click weight, interactions: avoids clickbait
+
+
+def default_switch_params(env_params: sim_env.EnvParams) -> dict:
+    """Start on the prone fusion (it shows some clickbait: the probe), keep it while the
+    session bounce rate stays under 0.2, else the averse fusion (SIM_NOTES.md)."""
+    if env_params.task_names != sim_env.TASKS:
+        raise ValueError("default_switch_params is tuned for the default 6 tasks")
+    pad = (-1.0,) * (sim_env.act_dim(env_params) - env_params.num_tasks)  # power_bias: smallest biases
+    prone, averse = jnp.asarray(PRONE_ACTION + pad, jnp.float32), jnp.asarray(AVERSE_ACTION + pad, jnp.float32)
+    return dict(probe_action=prone, prone_action=prone, averse_action=averse,
+                bounce_threshold=jnp.float32(0.2), probe_steps=jnp.float32(0.0))
+
+
+# --- noise around a deterministic base ---------------------------------------
+
+def _boundary_log_prob(log_density_inside, log_mass_low, log_mass_high, action):
+    """Per-dimension log prob for a clipped distribution (atoms at -1, +1)."""
+    return jnp.where(action >= 1.0, log_mass_high, jnp.where(action <= -1.0, log_mass_low, log_density_inside))
+
+
+def gaussian_policy(base: Policy, mode: str = "truncate") -> Policy:
+    """N(base(s), sigma^2 I) restricted to the box. params = dict(base=..., sigma=scalar or [A]).
+
+    ``truncate``: truncated normal on [-1, 1] by inverse CDF; exact Lebesgue density.
+    ``clip``: clip(N(...), -1, 1); density inside plus atoms on the faces (see module doc).
+    The base must be deterministic (its key is ignored in the density).
+    """
+    if mode not in ("truncate", "clip"):
+        raise ValueError(mode)
+
+    def apply(params, obs, key):
+        k_base, k_noise = jax.random.split(key)
+        m = base.apply(params["base"], obs, k_base)
+        s = jnp.broadcast_to(params["sigma"], m.shape)
+        if mode == "truncate":
+            z = jax.random.truncated_normal(k_noise, (-1.0 - m) / s, (1.0 - m) / s, m.shape)
+            return jnp.clip(m + s * z, -1.0, 1.0)
+        return jnp.clip(m + s * jax.random.normal(k_noise, m.shape), -1.0, 1.0)
+
+    def log_prob(params, obs, action):
+        m = base.apply(params["base"], obs, jax.random.PRNGKey(0))
+        s = jnp.broadcast_to(params["sigma"], m.shape)
+        z = (action - m) / s
+        log_pdf = -0.5 * z ** 2 - 0.5 * np.log(2 * np.pi) - jnp.log(s)
+        lo, hi = (-1.0 - m) / s, (1.0 - m) / s
+        if mode == "truncate":
+            log_mass = jnp.log(ndtr(hi) - ndtr(lo))  # >= ~0.5 since the mean lies in the box
+            per_dim = jnp.where(jnp.abs(action) <= 1.0, log_pdf - log_mass, -jnp.inf)
+        else:
+            per_dim = _boundary_log_prob(log_pdf, log_ndtr(lo), log_ndtr(-hi), action)
+        return per_dim.sum()
+    return Policy(apply, log_prob)
+
+
+def box_policy(base: Policy, half_width: float = 0.15, mode: str = "truncate") -> Policy:
+    """IntegratedRL-MTF exploration: base(s) + U(-w, w), kept in [-1, 1]. params = dict(base=...).
+
+    ``clip`` is the paper's literal ``clip(base + U(-w, w), -1, 1)`` (atoms on the
+    faces, see module doc); ``truncate`` samples U on the box intersected with
+    [-1, 1] (exact Lebesgue density 1 / width).
+    """
+    if mode not in ("truncate", "clip"):
+        raise ValueError(mode)
+    w = float(half_width)
+
+    def apply(params, obs, key):
+        k_base, k_noise = jax.random.split(key)
+        m = base.apply(params["base"], obs, k_base)
+        if mode == "truncate":
+            lo, hi = jnp.maximum(m - w, -1.0), jnp.minimum(m + w, 1.0)
+            return lo + (hi - lo) * jax.random.uniform(k_noise, m.shape)
+        return jnp.clip(m + jax.random.uniform(k_noise, m.shape, minval=-w, maxval=w), -1.0, 1.0)
+
+    def log_prob(params, obs, action):
+        m = base.apply(params["base"], obs, jax.random.PRNGKey(0))
+        lo, hi = m - w, m + w
+        in_box = (action >= jnp.maximum(lo, -1.0)) & (action <= jnp.minimum(hi, 1.0))
+        if mode == "truncate":
+            width = jnp.minimum(hi, 1.0) - jnp.maximum(lo, -1.0)
+            per_dim = jnp.where(in_box, -jnp.log(width), -jnp.inf)
+        else:
+            inside = jnp.where(in_box, -np.log(2 * w), -jnp.inf)
+            # mass clipped onto a face; -inf when the box does not reach it
+            log_low = jnp.log(jnp.clip((-1.0 - lo) / (2 * w), 0.0, 1.0))
+            log_high = jnp.log(jnp.clip((hi - 1.0) / (2 * w), 0.0, 1.0))
+            per_dim = _boundary_log_prob(inside, log_low, log_high, action)
+        return per_dim.sum()
+    return Policy(apply, log_prob)
+
+
+# --- mixtures --------------------------------------------------------------
+
+def mixture_policy(components: Sequence[Policy]) -> Policy:
+    """Pick component i with probability weights[i], then act with it.
+
+    params = dict(components=(params_0, params_1, ...), weights=[C]) (weights sum to 1).
+    The log density is the exact mixture ``logsumexp_i(log w_i + log p_i(a|s))``;
+    all components must have Lebesgue densities (no NaN/point masses, no "clip" atoms).
+    """
+    components = tuple(components)
+
+    def apply(params, obs, key):
+        k_pick, *k_comp = jax.random.split(key, len(components) + 1)
+        acts = jnp.stack([c.apply(p, obs, k) for c, p, k in zip(components, params["components"], k_comp)])
+        i = jax.random.categorical(k_pick, jnp.log(params["weights"]))
+        return acts[i]
+
+    def log_prob(params, obs, action):
+        lps = jnp.stack([c.log_prob(p, obs, action) for c, p in zip(components, params["components"])])
+        return jax.nn.logsumexp(lps + jnp.log(params["weights"]))
+    return Policy(apply, log_prob)
+
+
+def batchrl_mixture(expert: Policy, act_dim: int) -> Policy:
+    """BatchRL-MTF's collection: half uniform random, half Gaussian around an expert.
+
+    params = dict(components=((), dict(base=expert_params, sigma=...)), weights=[0.5, 0.5]).
+    """
+    return mixture_policy((uniform_policy(act_dim), gaussian_policy(expert)))
