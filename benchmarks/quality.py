@@ -36,7 +36,7 @@ from launch.configs.collect import base as collect_base  # noqa: E402
 # Per-algorithm cuts for a CPU run (the references' values are far costlier on a CPU).
 CPU_CUTS = {
     "bcq": {"vae_hidden_dims": (256, 256), "num_act_samples": 10},
-    "uwac": {"vae_hidden_dims": (256, 256), "num_dropout_samples": 10, "num_eval_actions": 10},
+    "uwac": {"vae_hidden_dims": (256, 256), "num_dropout_samples": 4, "num_eval_actions": 4},
 }
 
 

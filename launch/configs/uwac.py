@@ -18,6 +18,7 @@ def get_config():
     agent.vae_hidden_dims = (750, 750)  # behaviour VAE encoder and decoder widths (BEAR's VAEPolicy)
     agent.dropout_rate = 0.1  # critic dropout after each hidden layer, on in every pass (--drop_rate)
     agent.num_dropout_samples = 100  # stochastic passes for the mean and variance of Q (FlattenDropout_Mlp.multiple)
+    agent.dropout_pass_batch = 10  # dropout passes computed together (memory vs parallelism; results equal)
     agent.num_target_actions = 10  # policy actions at s' whose best value is the target
     agent.num_samples_mmd_match = 4  # policy and VAE actions per state in the MMD
     agent.num_eval_actions = 100  # act: argmax of Q1 over this many policy samples (--num_samples); 0 = tanh(mean)
