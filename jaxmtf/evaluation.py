@@ -10,25 +10,21 @@ Q(s_0, pi(s_0)) at the users' initial states against the true discounted
 return from those states: the overestimation measure of the BCQ paper.
 `make_eval_fn` packages it for the training driver (eval.jsonl).
 """
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxmtf.agents import common
 from jaxmtf.sim import env as sim_env
-import jaxmtf.sim.rollout  # noqa: F401  (the package re-exports a function of the same name)
-import sys
-
-sim_rollout = sys.modules["jaxmtf.sim.rollout"]
+from jaxmtf.sim.rollout import Trajectory, returns, rollout
 
 Z_95 = 1.959964
 
 
-def _summarise(traj: sim_rollout.Trajectory, discount: float, env_params: sim_env.EnvParams) -> Dict[str, jax.Array]:
+def _summarise(traj: Trajectory, discount: float, env_params: sim_env.EnvParams) -> Dict[str, jax.Array]:
     """Means and 95% CI half-widths over users of one trajectory batch."""
-    per_user = sim_rollout.returns(traj, discount)
+    per_user = returns(traj, discount)
     num_users = traj.rewards.shape[1]
     out = {}
     for name in ("discounted", "undiscounted", "length"):
@@ -54,7 +50,7 @@ def evaluate_policy(
     discount: float = 0.99,
 ) -> Dict[str, float]:
     """True value of `policy_fn(params, obs, key) -> action` (one observation) on fresh users."""
-    traj = sim_rollout.rollout(key, env_params, policy_fn, policy_params, num_users)
+    traj = rollout(key, env_params, policy_fn, policy_params, num_users)
     stats = _summarise(traj, discount, env_params)
     return {k: float(v) for k, v in jax.device_get(stats).items()}
 
@@ -78,11 +74,11 @@ def make_agent_evaluator(
     policy = agent_policy_fn(agent)
 
     def one_agent(state, key):
-        traj = sim_rollout.rollout(key, env_params, policy, state, num_users)
+        traj = rollout(key, env_params, policy, state, num_users)
         stats = _summarise(traj, discount, env_params)
         # Overestimation: the agent's mean-over-critics Q at (s_0, pi(s_0)) vs the true return.
         q0 = jnp.mean(agent.q_values(state, traj.observations[0], traj.actions[0]), axis=0)
-        true0 = sim_rollout.returns(traj, discount)["discounted"]
+        true0 = returns(traj, discount)["discounted"]
         stats["q_estimate_initial"] = jnp.mean(q0)
         stats["true_discounted_initial"] = jnp.mean(true0)
         stats["overestimation"] = jnp.mean(q0 - true0)

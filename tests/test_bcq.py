@@ -51,10 +51,9 @@ def test_vae_loss_by_hand():
     mean = jnp.array([[1.0, 0.0]])
     std = jnp.array([[1.0, 2.0]])
     loss, aux = common.vae_loss(recon, action, mean, std)
-    recon_loss = (0.25 + 1.0) / 2.0  # mean over the 2 entries
     # -0.5 * mean(1 + log std^2 - mean^2 - std^2) = -0.5 * mean(-1, -3 + log 4)
     kl = -0.5 * (-1.0 + (-3.0 + np.log(4.0))) / 2.0  # = 0.6534264
-    np.testing.assert_allclose(aux["vae_recon_loss"], 0.625, rtol=1e-6)
+    np.testing.assert_allclose(aux["vae_recon_loss"], 0.625, rtol=1e-6)  # mean over the 2 entries: (0.25 + 1) / 2
     np.testing.assert_allclose(aux["vae_kl"], kl, rtol=1e-6)
     np.testing.assert_allclose(loss, 0.625 + 0.5 * 0.6534264, rtol=1e-6)
 

@@ -55,7 +55,6 @@ def test_log_prob_matches_sampler(name):
     if name == "mixture":  # not a product over dims: the slice check does not apply
         return
     edges = np.linspace(-1, 1, 81)
-    centers = 0.5 * (edges[1:] + edges[:-1])
     fine = np.linspace(-1, 1, 4001)
     for d in range(A):
         hist, _ = np.histogram(a[:, d], bins=edges, density=True)

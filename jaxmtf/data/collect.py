@@ -32,10 +32,7 @@ from jaxmtf.agents import make_agent
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies
-import jaxmtf.sim.rollout  # noqa: F401  (the package re-exports a function of the same name)
-import sys
-
-sim_rollout = sys.modules["jaxmtf.sim.rollout"]
+from jaxmtf.sim.rollout import flatten_valid, rollout
 from jaxmtf.types import Dataset
 
 PIPELINES = (
@@ -176,8 +173,8 @@ def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
         expert_value = evaluation.evaluate_policy(k_value, env_params, greedy, run["state"].agent, config.eval_users, eval_discount)
         provenance.update(run["description"])
         if config.pipeline == "imitation":
-            traj = sim_rollout.rollout(k_collect, env_params, greedy, run["state"].agent, config.num_users)
-            arrays = sim_rollout.flatten_valid(traj)
+            traj = rollout(k_collect, env_params, greedy, run["state"].agent, config.num_users)
+            arrays = flatten_valid(traj)
             provenance.update(behaviour="online expert, greedy (no noise)", behaviour_value=expert_value)
         else:
             arrays = online.buffer_arrays(run["state"].buffer)
@@ -195,8 +192,8 @@ def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
     else:
         policy, params, description = behaviour(config, env_params, k_behaviour)
         log_prob_fn = policy.log_prob if _has_density(description) else None
-        traj = sim_rollout.rollout(k_collect, env_params, policy.apply, params, config.num_users, log_prob_fn=log_prob_fn)
-        arrays = sim_rollout.flatten_valid(traj)
+        traj = rollout(k_collect, env_params, policy.apply, params, config.num_users, log_prob_fn=log_prob_fn)
+        arrays = flatten_valid(traj)
         provenance.update(description)
         provenance["behaviour_value"] = evaluation.evaluate_policy(
             k_value, env_params, policy.apply, params, config.eval_users, eval_discount
