@@ -90,8 +90,10 @@ def search_static(config) -> Dict[str, Any]:
         init_std=config.init_std,
     )
     powers, biases = sim_env.fusion_from_action(action, env_params)
-    value = evaluation.evaluate_policy(
-        k_eval, env_params, policies.fixed_policy().apply, action, config.eval_users, config.eval_discount
+    value = (
+        evaluation.evaluate_policy(k_eval, env_params, policies.fixed_policy().apply, action, config.eval_users, config.eval_discount)
+        if config.eval_users > 0
+        else None
     )
     return {
         "action": action.tolist(),
@@ -132,7 +134,7 @@ def run_demo(config, workdir: str) -> str:
     logging.info("2/4 searching the best static fusion weights (CEM)")
     static_config = unlocked(config.static)
     static_config.seed, static_config.env = config.seed + 1, dict(collect_config.env)
-    static_config.eval_users, static_config.eval_discount = 2, config.eval_discount  # scored below instead
+    static_config.eval_users = 0  # the winner is scored below, on the table's users
     static = search_static(static_config)
     log_lib.write_json(os.path.join(workdir, "static_weights.json"), static)
 

@@ -15,6 +15,6 @@ def get_config():
     config.num_users = 1_000  # fresh users per generation (the same for all candidates)
     config.num_heldout_users = 4_000  # users of the final re-evaluation of the finalists
     config.init_std = 0.6  # initial std of the search distribution in action space
-    config.eval_users = 4_000  # users of the winner's full evaluation
+    config.eval_users = 4_000  # users of the winner's full evaluation (0 = none)
     config.eval_discount = 0.99  # discount of the reported discounted return
     return config
