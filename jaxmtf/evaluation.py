@@ -15,6 +15,7 @@ from typing import Callable, Dict
 import jax
 import jax.numpy as jnp
 
+from jaxmtf import training
 from jaxmtf.agents import common
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim.rollout import Trajectory, returns, rollout
@@ -86,7 +87,7 @@ def make_agent_evaluator(
 
     def evaluate(agent_states, key):
         # Every run is scored on the same users (common random numbers across seeds and settings).
-        axes = jax.tree.map(lambda _: 0, agent_states).replace(step=None)
+        axes = training.agent_axes(agent_states)
         over_h = jax.vmap(one_agent, in_axes=(axes, None))
         return jax.vmap(over_h, in_axes=(axes, None))(agent_states, key)
 

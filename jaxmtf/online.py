@@ -23,6 +23,7 @@ from typing import Any, Dict, NamedTuple, Optional
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmtf.agents import common
 from jaxmtf.sim import env as sim_env
@@ -192,8 +193,6 @@ def make_chunk_fn(
 
 def buffer_arrays(buffer: Buffer) -> Dict[str, Any]:
     """The filled part of the buffer as numpy arrays in dataset field names (oldest first)."""
-    import numpy as np
-
     size, pointer = int(buffer.size), int(buffer.pointer)
     capacity = buffer.rewards.shape[0]
     order = np.arange(size) if size < capacity else (pointer + np.arange(capacity)) % capacity

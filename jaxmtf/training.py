@@ -105,7 +105,7 @@ def hparam_grid(default_hparams: common.HParams, sweep) -> Tuple[common.HParams,
 # ----------------------------------------------------------------- compiled program
 
 
-def _agent_axes(agent_state, batched=0):
+def agent_axes(agent_state, batched=0):
     """vmap axes for an agent state: `batched` everywhere, None for the shared step."""
     return jax.tree.map(lambda _: batched, agent_state).replace(step=None)
 
@@ -114,7 +114,7 @@ def init_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: int) 
     """Initial state of every (seed, hparam setting): [S, H, ...]."""
     seed_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
     init_keys, train_keys = jnp.swapaxes(jax.vmap(jax.random.split)(seed_keys), 0, 1)
-    axes = _agent_axes(jax.eval_shape(agent.init, init_keys[0]))
+    axes = agent_axes(jax.eval_shape(agent.init, init_keys[0]))
     agent_states = jax.vmap(agent.init, out_axes=axes)(init_keys)
 
     def over_hparams(x):  # [S, ...] -> [S, H, ...]: every setting of a seed starts alike
@@ -144,7 +144,7 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int) -> Call
         return agent_state, key, jax.tree.map(lambda m: jnp.nanmean(m, axis=0), metrics)
 
     def chunk(run_state: RunState, data: Transition, hparams):
-        axes = _agent_axes(run_state.agent)
+        axes = agent_axes(run_state.agent)
         over_hparams = jax.vmap(one_run, in_axes=(axes, 0, None, 0), out_axes=(axes, 0, 0))
         over_seeds = jax.vmap(over_hparams, in_axes=(axes, 0, None, None), out_axes=(axes, 0, 0))
         agent_state, key, metrics = over_seeds(run_state.agent, run_state.key, data, hparams)

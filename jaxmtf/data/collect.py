@@ -50,7 +50,12 @@ def env_params_to_dict(params: sim_env.EnvParams) -> Dict[str, Any]:
     out = {}
     for field in dataclasses.fields(params):
         value = getattr(params, field.name)
-        out[field.name] = list(value) if isinstance(value, tuple) else np.asarray(value).tolist() if field.metadata.get("pytree_node", True) else value
+        if isinstance(value, tuple):  # task names
+            out[field.name] = list(value)
+        elif field.metadata.get("pytree_node", True):  # numeric coefficients (arrays)
+            out[field.name] = np.asarray(value).tolist()
+        else:  # static sizes and names
+            out[field.name] = value
     return out
 
 
