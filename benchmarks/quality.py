@@ -26,8 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxmtf import evaluation, training  # noqa: E402
-from jaxmtf.agents import common, make_agent  # noqa: E402
+from jaxmtf import evaluation  # noqa: E402
 from jaxmtf.data import collect  # noqa: E402
 from jaxmtf.sim import env as sim_env  # noqa: E402
 from jaxmtf.sim import policies  # noqa: E402
@@ -68,10 +67,7 @@ def train_and_score(algo, dataset_path, args, env_params, key):
     start = time.time()
     summary = pipeline.train_from_config(config, workdir)
     seconds = time.time() - start
-    dataset = pipeline.load_dataset(dataset_path)
-    _, stats = training.prepare_data(config, dataset)
-    agent = common.with_obs_normalization(make_agent(config, dataset.obs_dim, dataset.act_dim), stats)
-    evaluator = evaluation.make_agent_evaluator(agent, env_params, args.eval_users, 0.99)
+    evaluator = evaluation.make_agent_evaluator(summary["agent"], env_params, args.eval_users, 0.99)
     scores = jax.device_get(evaluator(summary["state"].agent, key))
     settings = {k: config.agent[k] for k in list(CPU_CUTS.get(algo, {})) + [n for n in config.agent if n.endswith("_hidden_dims")]}
     return scores["undiscounted_return"][:, 0], scores["overestimation"][:, 0], seconds, settings

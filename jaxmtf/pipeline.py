@@ -115,8 +115,6 @@ def run_demo(config, workdir: str) -> str:
 
     from jaxmtf import evaluation
     from jaxmtf import logging as log_lib
-    from jaxmtf.agents import common
-    from jaxmtf.agents import make_agent
     from jaxmtf.data import collect
     from jaxmtf.sim import env as sim_env
     from jaxmtf.sim import policies
@@ -158,10 +156,7 @@ def run_demo(config, workdir: str) -> str:
     for name, policy, params in named:
         rows.append((name, evaluation.evaluate_policy(key, env_params, policy, params, config.eval_users, config.eval_discount)))
 
-    dataset = load_dataset(data_path)
-    _, stats = training.prepare_data(train_config, dataset)
-    agent = common.with_obs_normalization(make_agent(train_config, dataset.obs_dim, dataset.act_dim), stats)
-    evaluator = evaluation.make_agent_evaluator(agent, env_params, config.eval_users, config.eval_discount)
+    evaluator = evaluation.make_agent_evaluator(summary["agent"], env_params, config.eval_users, config.eval_discount)
     learned = jax.device_get(evaluator(summary["state"].agent, key))
     seeds = [train_config.seed + i for i in range(train_config.num_seeds)]
     for i, seed in enumerate(seeds):

@@ -211,7 +211,8 @@ def train(
     `config.eval_every` updates (0 = never) with the obs-normalising agent.
     `stop_after` ends this call after that many updates in total (tests use
     it to interrupt a run); a later call on the same workdir resumes.
-    Returns the summary also written to summary.json.
+    Returns the summary also written to summary.json, plus "state" (the
+    RunState) and "agent" (the agent that acts on raw observations).
     """
     validate_config(config)
     data, stats = prepare_data(config, dataset)
@@ -294,6 +295,7 @@ def train(
     }
     logger.write_summary(summary)
     summary["state"] = state
+    summary["agent"] = agent  # acts on raw observations (normalises them itself)
     return summary
 
 
