@@ -7,7 +7,6 @@ eval.jsonl, summary.json), so notebooks never depend on training code.
     curve = analysis.aggregate(runs["eval"], "undiscounted_return")
 """
 import glob
-import json
 import os
 from typing import Dict, Iterable, List, Union
 
@@ -25,11 +24,10 @@ def load_run(workdir: str) -> Dict[str, Union[pd.DataFrame, dict]]:
     if not os.path.exists(os.path.join(workdir, log_lib.CONFIG_FILE)):
         raise FileNotFoundError(f"{workdir} is not a jaxmtf run directory (no {log_lib.CONFIG_FILE})")
     config = log_lib.load_config_json(workdir)
-    summary_path = os.path.join(workdir, log_lib.SUMMARY_FILE)
-    summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+    summary = log_lib.read_summary(workdir)
     frames = {}
     for name, filename in (("metrics", log_lib.METRICS_FILE), ("eval", log_lib.EVAL_FILE)):
-        df = pd.DataFrame(log_lib.read_jsonl(os.path.join(workdir, filename)))
+        df = pd.DataFrame(log_lib.read_run_records(workdir, filename))
         if not df.empty:
             df.insert(0, "algo", config.get("algo", ""))
             df.insert(0, "run", os.path.basename(os.path.normpath(workdir)))

@@ -53,7 +53,10 @@ class Checkpointer:
                     f"checkpoint field '{field}' in {self.directory}: saved {saved_meta.get(field)!r}, "
                     f"this run has {meta.get(field)!r}; use a new --workdir or the original config"
                 )
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_state)
+        # Restored straight into like_state's sharding (each process reads only its runs' shards).
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), like_state
+        )
         restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
         return step, restored["state"]
 

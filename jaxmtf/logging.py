@@ -2,8 +2,11 @@
 
 JSONL is always written (one JSON object per logged step, seed and hparam
 setting); TensorBoard (tensorboardX) is optional. Non-finite floats are
-written as null so every line is strict JSON.
+written as null so every line is strict JSON. In a run of several processes
+(multi-host), each process writes the records of the runs it holds to its
+own files, `metrics.process{i}.jsonl` and so on; `run_files` finds them all.
 """
+import glob
 import json
 import math
 import os
@@ -55,27 +58,50 @@ def truncate_jsonl(path: str, max_step: int) -> None:
     os.replace(tmp, path)
 
 
-def per_run_records(step: int, values: Dict[str, np.ndarray], run_labels: List[Dict[str, Any]]) -> Iterable[dict]:
-    """Splits [S, H] arrays into one record per (seed, hparam setting)."""
+def process_file(filename: str, process_index: int = 0, process_count: int = 1) -> str:
+    """`metrics.jsonl` for a single process, `metrics.process{i}.jsonl` for process i of several."""
+    if process_count == 1:
+        return filename
+    stem, ext = os.path.splitext(filename)
+    return f"{stem}.process{process_index}{ext}"
+
+
+def run_files(workdir: str, filename: str) -> List[str]:
+    """The existing files of a run holding `filename`'s records: its own and every process's."""
+    stem, ext = os.path.splitext(filename)
+    paths = [os.path.join(workdir, filename)] + sorted(glob.glob(os.path.join(workdir, f"{stem}.process*{ext}")))
+    return [p for p in paths if os.path.exists(p)]
+
+
+def per_run_records(
+    step: int, values: Dict[str, np.ndarray], run_labels: List[Dict[str, Any]], held: Optional[np.ndarray] = None
+) -> Iterable[dict]:
+    """Splits [S, H] arrays into one record per (seed, hparam setting); only the `held` runs if given."""
     flat = {k: np.asarray(v).reshape(len(run_labels)) for k, v in values.items()}
+    held = np.ones(len(run_labels), bool) if held is None else np.asarray(held).reshape(len(run_labels))
     for i, label in enumerate(run_labels):
-        yield {"step": int(step), **label, **{k: v[i].item() for k, v in flat.items()}}
+        if held[i]:
+            yield {"step": int(step), **label, **{k: v[i].item() for k, v in flat.items()}}
 
 
 class RunLogger:
-    """Appends records to the run directory's JSONL files (and TensorBoard if asked)."""
+    """Appends records to the run directory's JSONL files (and TensorBoard if asked).
 
-    def __init__(self, workdir: str, use_tensorboard: bool = False):
+    Process i of n (n > 1) writes its own files (see `process_file`).
+    """
+
+    def __init__(self, workdir: str, use_tensorboard: bool = False, process_index: int = 0, process_count: int = 1):
         self.workdir = workdir
+        self._name = lambda filename: process_file(filename, process_index, process_count)
         os.makedirs(workdir, exist_ok=True)
         self._tb = None
         if use_tensorboard:
             from tensorboardX import SummaryWriter  # optional extra: jaxmtf[tensorboard]
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = SummaryWriter(os.path.join(workdir, self._name("tensorboard")))
 
     def _append(self, filename: str, records: Iterable[dict]) -> None:
-        with open(os.path.join(self.workdir, filename), "a") as f:
+        with open(os.path.join(self.workdir, self._name(filename)), "a") as f:
             for record in records:
                 f.write(json.dumps(_plain(record)) + "\n")
 
@@ -98,14 +124,32 @@ class RunLogger:
 
     def truncate_after(self, step: int) -> None:
         for name in (METRICS_FILE, EVAL_FILE):
-            truncate_jsonl(os.path.join(self.workdir, name), step)
+            truncate_jsonl(os.path.join(self.workdir, self._name(name)), step)
 
     def write_summary(self, summary: Dict[str, Any]) -> None:
-        write_json(os.path.join(self.workdir, SUMMARY_FILE), summary)
+        write_json(os.path.join(self.workdir, self._name(SUMMARY_FILE)), summary)
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def read_run_records(workdir: str, filename: str) -> List[Dict[str, Any]]:
+    """Every process's records of `filename` (metrics.jsonl or eval.jsonl), ordered by step, seed, setting."""
+    rows = [row for path in run_files(workdir, filename) for row in read_jsonl(path)]
+    return sorted(rows, key=lambda r: (r["step"], r.get("seed", 0), r.get("hparam_index", 0)))
+
+
+def read_summary(workdir: str) -> Dict[str, Any]:
+    """summary.json, or the processes' summaries with their final metrics joined ({} if none yet)."""
+    summaries = []
+    for path in run_files(workdir, SUMMARY_FILE):
+        with open(path) as f:
+            summaries.append(json.load(f))
+    if not summaries:
+        return {}
+    final = [row for s in summaries for row in s.get("final_metrics", [])]
+    return {**summaries[0], "final_metrics": sorted(final, key=lambda r: (r.get("seed", 0), r.get("hparam_index", 0)))}
 
 
 def load_config_json(workdir: str) -> Optional[Dict[str, Any]]:

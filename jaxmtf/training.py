@@ -13,6 +13,7 @@ runs share. Run (s, h) uses the key of seed s whatever h is, so one program
 of S seeds x H settings reproduces the S*H separate runs exactly (and the H
 settings of a seed start from the same initial networks).
 """
+import functools
 import itertools
 import os
 import time
@@ -153,18 +154,21 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int) -> Call
     return jax.jit(chunk, donate_argnums=(0,))
 
 
-# ----------------------------------------------------------------- devices
+# ----------------------------------------------------------------- devices and processes
 
 
 def run_sharding(num_seeds: int, num_hparams: int, devices=None):
-    """How to lay the [S, H] runs over the local devices: (sharding of [S, H, ...], replicated).
+    """How to lay the [S, H] runs over the devices: (sharding of [S, H, ...], replicated).
 
     Runs are independent, so the seed axis (or, if it does not divide, the
-    hparam axis) is split over every local device and the compiled chunk needs
-    no communication; the dataset and the shared step are replicated. One
-    device (or no divisible axis): everything on the default device.
+    hparam axis) is split over every device, of this process and of the other
+    processes in a multi-host run (`jax.devices()` lists all, grouped by
+    process, so each process holds a contiguous block of seeds), and the
+    compiled chunk needs no communication; the dataset and the shared step
+    are replicated. One device (or no divisible axis in a single process):
+    everything on the default device, (None, None).
     """
-    devices = list(devices if devices is not None else jax.local_devices())
+    devices = list(devices if devices is not None else jax.devices())
     n = len(devices)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("runs",))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -172,6 +176,11 @@ def run_sharding(num_seeds: int, num_hparams: int, devices=None):
         spec = jax.sharding.PartitionSpec("runs")
     elif n > 1 and num_hparams % n == 0:
         spec = jax.sharding.PartitionSpec(None, "runs")
+    elif jax.process_count() > 1:
+        raise ConfigError(
+            f"config field 'num_seeds': {num_seeds} seeds x {num_hparams} settings do not divide over the "
+            f"{n} devices of {jax.process_count()} processes; make num_seeds (or the grid) a multiple of {n}"
+        )
     else:
         if n > 1:
             absl_logging.warning("%d seeds x %d settings do not divide over %d devices: using one", num_seeds, num_hparams, n)
@@ -179,12 +188,42 @@ def run_sharding(num_seeds: int, num_hparams: int, devices=None):
     return jax.sharding.NamedSharding(mesh, spec), replicated
 
 
-def shard_run_state(state: RunState, runs, replicated) -> RunState:
-    """Places every [S, H, ...] leaf with `runs` and the shared step replicated."""
+def state_shardings(state: RunState, runs, replicated) -> RunState:
+    """The sharding of every leaf of a run state: `runs` for [S, H, ...] leaves, the step replicated."""
+    agent = jax.tree.map(lambda _: runs, state.agent.replace(step=None)).replace(step=replicated)
+    return RunState(agent=agent, key=runs)
+
+
+def initial_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: int, runs, replicated) -> RunState:
+    """`init_run_state`, built directly in its sharded layout (each process makes only its runs)."""
+    init = functools.partial(init_run_state, agent, seeds, num_hparams)
     if runs is None:
-        return state
-    agent = jax.device_put(state.agent.replace(step=None), runs).replace(step=jax.device_put(state.agent.step, replicated))
-    return RunState(agent=agent, key=jax.device_put(state.key, runs))
+        return init()
+    return jax.jit(init, out_shardings=state_shardings(jax.eval_shape(init), runs, replicated))()
+
+
+def held_runs(num_seeds: int, num_hparams: int, runs) -> np.ndarray:
+    """[S, H] bool: the runs whose arrays this process holds (all of them in a single process)."""
+    if runs is None or jax.process_count() == 1:
+        return np.ones((num_seeds, num_hparams), bool)
+    held = np.zeros((num_seeds, num_hparams), bool)
+    for index in runs.addressable_devices_indices_map((num_seeds, num_hparams)).values():
+        held[index] = True
+    return held
+
+
+def to_host(tree):
+    """Arrays to numpy. Entries held only by other processes (multi-host) are NaN."""
+
+    def one(x):
+        if getattr(x, "is_fully_addressable", True):
+            return np.asarray(jax.device_get(x))
+        out = np.full(x.shape, np.nan, np.float64)
+        for shard in x.addressable_shards:
+            out[shard.index] = np.asarray(shard.data)
+        return out
+
+    return jax.tree.map(one, tree)
 
 
 # ----------------------------------------------------------------- host loop
@@ -213,6 +252,12 @@ def train(
     it to interrupt a run); a later call on the same workdir resumes.
     Returns the summary also written to summary.json, plus "state" (the
     RunState) and "agent" (the agent that acts on raw observations).
+
+    Multi-host: when `jax.distributed` is initialised, every process calls
+    this with the same arguments; the runs are split over all processes'
+    devices, each process logs the runs it holds (metrics.process{i}.jsonl),
+    and orbax writes one checkpoint of the whole state, which any number of
+    processes can resume.
     """
     validate_config(config)
     data, stats = prepare_data(config, dataset)
@@ -223,10 +268,12 @@ def train(
     run_labels = [{"seed": s, "hparam_index": h, **label} for s in seeds for h, label in enumerate(hparam_labels)]
 
     os.makedirs(workdir, exist_ok=True)
-    log_lib.write_json(os.path.join(workdir, log_lib.CONFIG_FILE), config.to_dict())
-    if stats is not None:
-        log_lib.write_json(os.path.join(workdir, "normalization.json"), stats)
-    logger = log_lib.RunLogger(workdir, use_tensorboard=config.get("tensorboard", False))
+    process, num_processes = jax.process_index(), jax.process_count()
+    if process == 0:  # the same in every process of a multi-host run
+        log_lib.write_json(os.path.join(workdir, log_lib.CONFIG_FILE), config.to_dict())
+        if stats is not None:
+            log_lib.write_json(os.path.join(workdir, "normalization.json"), stats)
+    logger = log_lib.RunLogger(workdir, config.get("tensorboard", False), process, num_processes)
     checkpointer = checkpoint_lib.Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.get("keep_checkpoints", 3)
     )
@@ -242,10 +289,13 @@ def train(
         "chunk_size": int(config.chunk_size),
     }
 
+    if not config.get("shard_runs", True) and num_processes > 1:
+        raise ConfigError("config field 'shard_runs': must be True in a run of several processes")
     runs_sharding, replicated = (
         run_sharding(len(seeds), len(hparam_labels)) if config.get("shard_runs", True) else (None, None)
     )
-    state = shard_run_state(init_run_state(agent, seeds, len(hparam_labels)), runs_sharding, replicated)
+    state = initial_run_state(agent, seeds, len(hparam_labels), runs_sharding, replicated)
+    held = held_runs(len(seeds), len(hparam_labels), runs_sharding)  # the runs this process logs
     step = 0
     restored = checkpointer.restore_latest(state, meta)
     if restored is not None:
@@ -266,18 +316,18 @@ def train(
         while step < stop_at:
             chunk_start = time.time()
             state, metrics = chunk_fn(state, data, hparams)
-            metrics = jax.device_get(metrics)
+            metrics = to_host(metrics)
             step += int(config.chunk_size)
             if compile_seconds is None:
                 compile_seconds = time.time() - chunk_start
                 start_time, start_step = time.time(), step
-            logger.log_metrics(list(log_lib.per_run_records(step, metrics, run_labels)))
+            logger.log_metrics(list(log_lib.per_run_records(step, metrics, run_labels, held)))
             if eval_every and step % eval_every == 0 and eval_fn is not None:
-                results = jax.device_get(eval_fn(agent, state.agent, step))
-                logger.log_eval(list(log_lib.per_run_records(step, results, run_labels)))
+                results = to_host(eval_fn(agent, state.agent, step))
+                logger.log_eval(list(log_lib.per_run_records(step, results, run_labels, held)))
             if (checkpoint_every and step % checkpoint_every == 0) or step == num_updates:
                 checkpointer.save(step, state, meta)
-            _progress(step, num_updates, start_step, start_time, len(run_labels))
+            _progress(step, num_updates, start_step, start_time, int(held.sum()))
     finally:
         checkpointer.close()
         logger.close()
@@ -289,9 +339,10 @@ def train(
         "step": step,
         "finished": step >= num_updates,
         "num_runs": len(run_labels),
+        "num_processes": num_processes,
         "compile_and_first_chunk_seconds": compile_seconds,
         "updates_per_second_per_run": updates_timed / elapsed if updates_timed and elapsed > 0 else None,
-        "final_metrics": list(log_lib.per_run_records(step, metrics, run_labels)) if step > start_step else [],
+        "final_metrics": list(log_lib.per_run_records(step, metrics, run_labels, held)) if step > start_step else [],
     }
     logger.write_summary(summary)
     summary["state"] = state
@@ -300,6 +351,7 @@ def train(
 
 
 def _progress(step, num_updates, start_step, start_time, num_runs):
+    """One log line: updates/s per run and in total over this process's runs, ETA."""
     elapsed = time.time() - start_time
     done = step - start_step
     if done <= 0 or elapsed <= 0:

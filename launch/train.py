@@ -5,12 +5,13 @@
 
 Re-running the same command on the same workdir resumes from the newest
 checkpoint. Writes config.json, metrics.jsonl, eval.jsonl, checkpoints/ and
-summary.json into --workdir.
+summary.json into --workdir. Multi-host: see launch/distributed.py.
 """
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxmtf import pipeline
+from launch import distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created, or resumed if it exists).")
@@ -19,9 +20,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
+    distributed.initialize()
     pipeline.quiet_orbax_logs()
     summary = pipeline.train_from_config(_CONFIG.value, _WORKDIR.value)
-    logging.info("finished at update %d; summary in %s/summary.json", summary["step"], _WORKDIR.value)
+    logging.info("finished at update %d; run directory %s", summary["step"], _WORKDIR.value)
 
 
 if __name__ == "__main__":
