@@ -195,11 +195,11 @@ def state_shardings(state: RunState, runs, replicated) -> RunState:
 
 
 def initial_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: int, runs, replicated) -> RunState:
-    """`init_run_state`, built directly in its sharded layout (each process makes only its runs)."""
+    """`init_run_state` as one compiled program, its output laid out by `run_sharding`'s shardings
+    (each process makes only its runs)."""
     init = functools.partial(init_run_state, agent, seeds, num_hparams)
-    if runs is None:
-        return init()
-    return jax.jit(init, out_shardings=state_shardings(jax.eval_shape(init), runs, replicated))()
+    shardings = None if runs is None else state_shardings(jax.eval_shape(init), runs, replicated)
+    return jax.jit(init, out_shardings=shardings)()
 
 
 def held_runs(num_seeds: int, num_hparams: int, runs) -> np.ndarray:

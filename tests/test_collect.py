@@ -1,6 +1,7 @@
 """Collection pipelines, the online loop's buffer, ground-truth evaluation, the launchers."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -120,19 +121,23 @@ def test_per_item_rates_are_responses_per_item_shown():
 
 
 def test_collect_then_train_launchers_write_eval(tmp_path):
-    """launch.collect then launch.train on its output: eval.jsonl comes from the simulator."""
+    """launch.collect then launch.train on its output: eval.jsonl comes from the simulator,
+    and the launcher compiles the training chunk and the evaluator once each (3 chunks, 3 evaluations)."""
     out = tmp_path / "random.npz"
     collect_cmd = [sys.executable, "-m", "launch.collect", "--config=launch/configs/collect/random.py",
                    "--config.num_users=16", "--config.eval_users=16", f"--output={out}"]
     done = subprocess.run(collect_cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     train_cmd = [sys.executable, "-m", "launch.train", "--config=launch/configs/td3_bc.py", f"--config.dataset={out}",
-                 "--config.num_seeds=2", "--config.num_updates=20", "--config.chunk_size=10", "--config.eval_every=20",
-                 "--config.eval_users=8", "--config.checkpoint_every=20", "--config.batch_size=16",
+                 "--config.num_seeds=2", "--config.num_updates=30", "--config.chunk_size=10", "--config.eval_every=10",
+                 "--config.eval_users=8", "--config.checkpoint_every=10", "--config.batch_size=16",
                  "--config.agent.actor_hidden_dims=(16,)", "--config.agent.critic_hidden_dims=(16,)",
                  f"--workdir={tmp_path / 'run'}"]
-    done = subprocess.run(train_cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "JAX_LOG_COMPILES": "1"}  # jax logs "Compiling jit(NAME) ..." for every compilation
+    done = subprocess.run(train_cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in open(tmp_path / "run" / "eval.jsonl")]
-    assert [(r["step"], r["seed"]) for r in rows] == [(20, 0), (20, 1)]
+    assert [(r["step"], r["seed"]) for r in rows] == [(s, i) for s in (10, 20, 30) for i in (0, 1)]
     assert all(np.isfinite(r["undiscounted_return"]) and r["session_length"] >= 1 for r in rows)
+    compiled = re.findall(r"Compiling jit\((\w+)\)", done.stderr)
+    assert compiled.count("chunk") == 1 and compiled.count("evaluate") == 1, compiled
