@@ -1,6 +1,7 @@
-"""Training throughput of every agent: updates/s per seed and in total, compile time.
+"""Training throughput of every agent: updates/s per seed and in total, compile time,
+achieved FLOP/s against this machine's matmul peak, and d3rlpy side by side.
 
-    python benchmarks/throughput.py --algos=td3,td3_bc,bcq,cql --seeds=1,8 --out=benchmarks/results/throughput_cpu.json
+    python benchmarks/throughput.py --seeds=1,8,32 --peer --out=benchmarks/results/throughput_cpu.json
 
 Each (algorithm, seeds) pair is the training driver's own compiled chunk
 (batch sampling + lax.scan of updates + metric reduction, vmapped over seeds),
@@ -8,6 +9,13 @@ on a one-step dataset with obs 32 and act 10 (the shapes of issue 5), at the
 configs' default network sizes and batch sizes. Compile time is the first
 call (tracing + XLA compilation + one chunk); throughput is measured over
 further chunks until `min_seconds` have passed.
+
+FLOPs per update come from XLA's cost analysis of one compiled update (see
+`flops_per_update`); the peak is the best FLOP/s of a large jitted f32
+matmul measured in the same run. `--peer` (needs the `bench` extra:
+`pip install -e .[bench]`) times d3rlpy on TD3+BC, CQL and BCQ with the same
+dataset, network sizes and batch size (benchmarks/peer_d3rlpy.py), and the
+table shows the per-seed ratio jaxmtf / d3rlpy.
 """
 import argparse
 import importlib
@@ -18,12 +26,46 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxmtf import training  # noqa: E402
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.data import one_step_dataset  # noqa: E402
+
+PEER_ALGOS = ("td3_bc", "cql", "bcq")
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 20) -> float:
+    """Best FLOP/s of a jitted [n, n] @ [n, n] f32 matmul (what XLA's dot reaches on this machine)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    matmul = jax.jit(lambda x, y: x @ y)
+    jax.block_until_ready(matmul(a, a))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(matmul(a, a))
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best
+
+
+def flops_per_update(agent, batch, hparams, period: int = 2) -> float:
+    """XLA's count of the floating-point operations of one update of one seed.
+
+    The count is taken on the compiled update with the step counter a
+    constant, so XLA drops the branch of a delayed update (TD3's actor and
+    targets) that is not taken; averaged over `period` consecutive steps.
+    (Cost analysis counts a lax.cond as taken every time, and a lax.scan
+    body once whatever its length, so the chunk itself cannot be measured.)
+    """
+    state = agent.init(jax.random.PRNGKey(0))
+    total = 0.0
+    for step in range(period):
+        update = jax.jit(lambda s, b, k, step=step: agent.update(s.replace(step=jnp.int32(step)), b, k, hparams))
+        cost = update.lower(state, batch, jax.random.PRNGKey(1)).compile().cost_analysis()
+        total += (cost[0] if isinstance(cost, list) else cost)["flops"]
+    return total / period
 
 
 def measure(algo: str, num_seeds: int, chunk_size: int, min_seconds: float, dataset) -> dict:
@@ -54,34 +96,84 @@ def measure(algo: str, num_seeds: int, chunk_size: int, min_seconds: float, data
     }
 
 
+def update_flops(algo: str, dataset) -> float:
+    config = importlib.import_module(f"launch.configs.{algo}").get_config()
+    agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
+    batch = jax.tree.map(lambda x: jnp.asarray(x[: int(config.batch_size)]), dataset.as_transitions())
+    hparams = {name: jnp.float32(value) for name, value in agent.default_hparams.items()}
+    return flops_per_update(agent, batch, hparams)
+
+
+def measure_peer(algo: str, dataset, min_seconds: float) -> dict:
+    import peer_d3rlpy  # the bench extra: torch + d3rlpy
+
+    config = importlib.import_module(f"launch.configs.{algo}").get_config()
+    return peer_d3rlpy.measure(
+        algo, dataset.observations, dataset.actions, dataset.rewards, dataset.next_observations,
+        dataset.terminals, batch_size=int(config.batch_size), min_seconds=min_seconds,
+    )
+
+
+def markdown(results, peak) -> str:
+    one_seed = {r["algo"]: r["updates_per_s_total"] for r in results if r["num_seeds"] == 1}
+    lines = [
+        f"matmul peak (jitted 2048 x 2048 f32): {peak / 1e9:.0f} GFLOP/s",
+        "",
+        "| algorithm | seeds | batch | MFLOP/update | updates/s per seed | updates/s total | total vs 1 seed "
+        "| GFLOP/s (% of peak) | compile + first chunk (s) | d3rlpy updates/s | jaxmtf / d3rlpy per seed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        scaling = r["updates_per_s_total"] / one_seed[r["algo"]] if r["algo"] in one_seed else float("nan")
+        peer = r.get("peer_updates_per_s")
+        peer_cells = ("", "") if peer is None else (f"{peer:.3g}", f"{r['updates_per_s_per_seed'] / peer:.1f}x")
+        lines.append(
+            f"| {r['algo']} | {r['num_seeds']} | {r['batch_size']} | {r['mflop_per_update']:.0f} "
+            f"| {r['updates_per_s_per_seed']:.4g} | {r['updates_per_s_total']:.4g} | {scaling:.0%} "
+            f"| {r['gflop_per_s']:.1f} ({r['fraction_of_peak']:.0%}) | {r['compile_and_first_chunk_s']} "
+            f"| {peer_cells[0]} | {peer_cells[1]} |"
+        )
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--algos", default="ddpg,td3,td3_bc,bcq,cql,uwac")
-    parser.add_argument("--seeds", default="1,8")
+    parser.add_argument("--seeds", default="1,8,32")
     parser.add_argument("--min_seconds", type=float, default=10.0)
     parser.add_argument("--chunk_sizes", default="ddpg=200,td3=200,td3_bc=200,bcq=20,cql=20,uwac=2",
                         help="updates per compiled chunk, per algorithm (slow agents get short chunks)")
+    parser.add_argument("--peer", action="store_true", help="also time d3rlpy on td3_bc, cql, bcq (bench extra)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     chunk_sizes = dict((k, int(v)) for k, v in (p.split("=") for p in args.chunk_sizes.split(",")))
     dataset = one_step_dataset(num_transitions=100_000, obs_dim=32, act_dim=10)
-    results = []
+    peak = matmul_peak_flops()
+    print(json.dumps({"matmul_peak_gflop_per_s": round(peak / 1e9, 1)}), flush=True)
+    results, peers = [], {}
     for algo in args.algos.split(","):
+        flops = update_flops(algo, dataset)
+        if args.peer and algo in PEER_ALGOS:
+            peers[algo] = measure_peer(algo, dataset, args.min_seconds)
+            print(json.dumps(peers[algo]), flush=True)
         for num_seeds in map(int, args.seeds.split(",")):
             row = measure(algo, num_seeds, chunk_sizes.get(algo, 100), args.min_seconds, dataset)
+            row["mflop_per_update"] = round(flops / 1e6, 1)
+            row["gflop_per_s"] = round(flops * row["updates_per_s_total"] / 1e9, 2)
+            row["fraction_of_peak"] = round(flops * row["updates_per_s_total"] / peak, 3)
+            if algo in peers:
+                row["peer_updates_per_s"] = peers[algo]["updates_per_s"]
             print(json.dumps(row), flush=True)
             results.append(row)
     machine = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-               "cpu_count": os.cpu_count(), "processor": platform.processor(), "jax": jax.__version__}
+               "cpu_count": os.cpu_count(), "processor": platform.processor(), "jax": jax.__version__,
+               "matmul_peak_gflop_per_s": round(peak / 1e9, 1)}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
-            json.dump({"machine": machine, "results": results}, f, indent=2)
-    print("| algorithm | seeds | batch | updates/s per seed | updates/s total | compile + first chunk (s) |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        print(f"| {r['algo']} | {r['num_seeds']} | {r['batch_size']} | {r['updates_per_s_per_seed']} | "
-              f"{r['updates_per_s_total']} | {r['compile_and_first_chunk_s']} |")
+            json.dump({"machine": machine, "command": " ".join(sys.argv), "results": results,
+                       "peer": list(peers.values())}, f, indent=2)
+    print(markdown(results, peak))
 
 
 if __name__ == "__main__":
