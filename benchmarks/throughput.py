@@ -68,11 +68,11 @@ def flops_per_update(agent, batch, hparams, period: int = 2) -> float:
     return total / period
 
 
-def measure(algo: str, num_seeds: int, chunk_size: int, min_seconds: float, dataset) -> dict:
+def measure(algo: str, num_seeds: int, chunk_size: int, min_seconds: float, dataset, seed_group: int) -> dict:
     config = importlib.import_module(f"launch.configs.{algo}").get_config()
     agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
     hparams, _ = training.hparam_grid(agent.default_hparams, "")
-    chunk_fn = training.make_chunk_fn(agent, int(config.batch_size), chunk_size)
+    chunk_fn = training.make_chunk_fn(agent, int(config.batch_size), chunk_size, seed_group)
     state = training.init_run_state(agent, list(range(num_seeds)), 1)
     data = jax.device_put(dataset.as_transitions())
     start = time.perf_counter()
@@ -89,7 +89,7 @@ def measure(algo: str, num_seeds: int, chunk_size: int, min_seconds: float, data
             break
     per_seed = chunks * chunk_size / elapsed
     return {
-        "algo": algo, "num_seeds": num_seeds, "batch_size": int(config.batch_size), "chunk_size": chunk_size,
+        "algo": algo, "num_seeds": num_seeds, "seed_group_size": seed_group, "batch_size": int(config.batch_size), "chunk_size": chunk_size,
         "compile_and_first_chunk_s": round(compile_seconds, 2),
         "updates_per_s_per_seed": round(per_seed, 2), "updates_per_s_total": round(per_seed * num_seeds, 2),
         "timed_updates_per_seed": chunks * chunk_size, "timed_seconds": round(elapsed, 2),
@@ -119,16 +119,16 @@ def markdown(results, peak) -> str:
     lines = [
         f"matmul peak (jitted 2048 x 2048 f32): {peak / 1e9:.0f} GFLOP/s",
         "",
-        "| algorithm | seeds | batch | MFLOP/update | updates/s per seed | updates/s total | total vs 1 seed "
+        "| algorithm | seeds | seed group | batch | MFLOP/update | updates/s per seed | updates/s total | total vs 1 seed "
         "| GFLOP/s (% of peak) | compile + first chunk (s) | d3rlpy updates/s | jaxmtf / d3rlpy per seed |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         scaling = r["updates_per_s_total"] / one_seed[r["algo"]] if r["algo"] in one_seed else float("nan")
         peer = r.get("peer_updates_per_s")
         peer_cells = ("", "") if peer is None else (f"{peer:.3g}", f"{r['updates_per_s_per_seed'] / peer:.1f}x")
         lines.append(
-            f"| {r['algo']} | {r['num_seeds']} | {r['batch_size']} | {r['mflop_per_update']:.0f} "
+            f"| {r['algo']} | {r['num_seeds']} | {r['seed_group_size'] or 'all'} | {r['batch_size']} | {r['mflop_per_update']:.0f} "
             f"| {r['updates_per_s_per_seed']:.4g} | {r['updates_per_s_total']:.4g} | {scaling:.0%} "
             f"| {r['gflop_per_s']:.1f} ({r['fraction_of_peak']:.0%}) | {r['compile_and_first_chunk_s']} "
             f"| {peer_cells[0]} | {peer_cells[1]} |"
@@ -143,9 +143,12 @@ def main():
     parser.add_argument("--min_seconds", type=float, default=10.0)
     parser.add_argument("--chunk_sizes", default="ddpg=200,td3=200,td3_bc=200,bcq=20,cql=20,uwac=2",
                         help="updates per compiled chunk, per algorithm (slow agents get short chunks)")
+    parser.add_argument("--seed_groups", default="0,2",
+                        help="seed_group_size values to time (0 = all seeds vmapped at once; g = g at a time)")
     parser.add_argument("--peer", action="store_true", help="also time d3rlpy on td3_bc, cql, bcq (bench extra)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
+    groups = [int(g) for g in args.seed_groups.split(",")]
     chunk_sizes = dict((k, int(v)) for k, v in (p.split("=") for p in args.chunk_sizes.split(",")))
     dataset = one_step_dataset(num_transitions=100_000, obs_dim=32, act_dim=10)
     peak = matmul_peak_flops()
@@ -156,8 +159,8 @@ def main():
         if args.peer and algo in PEER_ALGOS:
             peers[algo] = measure_peer(algo, dataset, args.min_seconds)
             print(json.dumps(peers[algo]), flush=True)
-        for num_seeds in map(int, args.seeds.split(",")):
-            row = measure(algo, num_seeds, chunk_sizes.get(algo, 100), args.min_seconds, dataset)
+        for num_seeds, group in [(n, g) for n in map(int, args.seeds.split(",")) for g in groups if g < n or g == 0]:
+            row = measure(algo, num_seeds, chunk_sizes.get(algo, 100), args.min_seconds, dataset, group)
             row["mflop_per_update"] = round(flops / 1e6, 1)
             row["gflop_per_s"] = round(flops * row["updates_per_s_total"] / 1e9, 2)
             row["fraction_of_peak"] = round(flops * row["updates_per_s_total"] / peak, 3)

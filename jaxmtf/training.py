@@ -32,6 +32,10 @@ from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.types import Dataset, Transition
 
 
+# Seeds vmapped together on a CPU under seed_group_size="auto" (see make_chunk_fn; measured in benchmarks/).
+CPU_SEED_GROUP = 2
+
+
 @flax.struct.dataclass
 class RunState:
     agent: Any  # the agent's state, [S, H, ...] per leaf except agent.step
@@ -53,6 +57,7 @@ def validate_config(config) -> None:
     for field in ("num_updates", "chunk_size", "batch_size", "num_seeds"):
         if int(config[field]) <= 0:
             raise ConfigError(f"config field '{field}': must be positive, got {config[field]}")
+    _seed_group_field(config)
     for field in ("eval_every", "checkpoint_every", "num_updates"):
         value = int(config.get(field, 0) or 0)
         if value and value % int(config.chunk_size):
@@ -125,8 +130,16 @@ def init_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: int) 
     return RunState(agent=agent_states, key=over_hparams(train_keys))
 
 
-def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int) -> Callable:
-    """jit(chunk)(run_state, data, hparams) -> (run_state, metrics [S, H])."""
+def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_group_size: int = 0) -> Callable:
+    """jit(chunk)(run_state, data, hparams) -> (run_state, metrics [S, H]).
+
+    `seed_group_size` = 0 vmaps all seeds at once (what accelerators want).
+    g > 0 vmaps g seeds at a time and loops over the groups inside the same
+    compiled chunk (`lax.map`): on a CPU, where one seed already fills the
+    cores, a small group keeps each seed's activations in cache and so keeps
+    the total throughput of one seed (benchmarks/README.md measures it).
+    The result is the same either way, up to float rounding.
+    """
 
     def one_run(agent_state, key, data: Transition, hparams):
         num_transitions = data.rewards.shape[0]
@@ -144,12 +157,28 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int) -> Call
         # Metrics defined on some updates only (delayed actor steps) are NaN on the others.
         return agent_state, key, jax.tree.map(lambda m: jnp.nanmean(m, axis=0), metrics)
 
+    def one_seed(agent_state, key, data, hparams):  # [H, ...] -> [H, ...]
+        axes = agent_axes(agent_state)
+        return jax.vmap(one_run, in_axes=(axes, 0, None, 0), out_axes=(axes, 0, 0))(agent_state, key, data, hparams)
+
     def chunk(run_state: RunState, data: Transition, hparams):
-        axes = agent_axes(run_state.agent)
-        over_hparams = jax.vmap(one_run, in_axes=(axes, 0, None, 0), out_axes=(axes, 0, 0))
-        over_seeds = jax.vmap(over_hparams, in_axes=(axes, 0, None, None), out_axes=(axes, 0, 0))
-        agent_state, key, metrics = over_seeds(run_state.agent, run_state.key, data, hparams)
-        return RunState(agent=agent_state, key=key), metrics
+        num_seeds = run_state.key.shape[0]
+        if not 0 < seed_group_size < num_seeds:
+            axes = agent_axes(run_state.agent)
+            over_seeds = jax.vmap(one_seed, in_axes=(axes, 0, None, None), out_axes=(axes, 0, 0))
+            agent_state, key, metrics = over_seeds(run_state.agent, run_state.key, data, hparams)
+            return RunState(agent=agent_state, key=key), metrics
+        step = run_state.agent.step  # shared by every seed: closed over, not mapped
+
+        def seed(per_seed):
+            agent_state, key = per_seed
+            agent_state, key, metrics = one_seed(agent_state.replace(step=step), key, data, hparams)
+            return (agent_state.replace(step=None), key), metrics, agent_state.step
+
+        (agent_state, key), metrics, steps = jax.lax.map(
+            seed, (run_state.agent.replace(step=None), run_state.key), batch_size=seed_group_size
+        )
+        return RunState(agent=agent_state.replace(step=steps[0]), key=key), metrics
 
     return jax.jit(chunk, donate_argnums=(0,))
 
@@ -200,6 +229,34 @@ def initial_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: in
     init = functools.partial(init_run_state, agent, seeds, num_hparams)
     shardings = None if runs is None else state_shardings(jax.eval_shape(init), runs, replicated)
     return jax.jit(init, out_shardings=shardings)()
+
+
+def seed_group_size(config, runs) -> int:
+    """config.seed_group_size, or with "auto" CPU_SEED_GROUP on a CPU and 0 (all seeds vmapped) elsewhere.
+
+    Groups loop over the seed axis, so with the seeds split over several
+    devices every seed is vmapped (a loop over a sharded axis would serialise
+    the devices).
+    """
+    value = _seed_group_field(config)
+    if runs is not None:
+        return 0
+    if value == "auto":
+        return CPU_SEED_GROUP if jax.default_backend() == "cpu" else 0
+    return value
+
+
+def _seed_group_field(config):
+    """config.seed_group_size as "auto" or an int >= 0 (a command line gives it as a string)."""
+    value = config.get("seed_group_size", "auto")
+    if value == "auto":
+        return value
+    try:
+        if isinstance(value, bool) or int(value) < 0 or float(value) != int(value):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config field 'seed_group_size': expected 'auto' or an integer >= 0, got {value!r}")
 
 
 def held_runs(num_seeds: int, num_hparams: int, runs) -> np.ndarray:
@@ -303,7 +360,9 @@ def train(
         logger.truncate_after(step)
         absl_logging.info("resumed from the checkpoint at update %d in %s", step, workdir)
 
-    chunk_fn = make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size))
+    chunk_fn = make_chunk_fn(
+        raw_agent, int(config.batch_size), int(config.chunk_size), seed_group_size(config, runs_sharding)
+    )
     data = jax.device_put(data.as_transitions(), replicated)  # None: the default device
     hparams = jax.device_put(hparams, replicated)
     num_updates = int(config.num_updates)

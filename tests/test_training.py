@@ -81,6 +81,27 @@ def _run_chunks(agent, seeds, hparams, data, num_chunks=2, chunk_fn=None):
     return state
 
 
+@pytest.mark.parametrize("group", [1, 2])
+def test_seed_groups_equal_one_vmap(tiny_dataset, group):
+    """Looping over groups of seeds inside the chunk (3 seeds: 3 groups, or 2 with a remainder) == all vmapped."""
+    config = small_config("td3")
+    agent = make_agent(config, tiny_dataset.obs_dim, tiny_dataset.act_dim)
+    data = tiny_dataset.as_transitions()
+    hparams, _ = training.hparam_grid(agent.default_hparams, {"discount": [0.9, 0.99]})
+    grouped_fn = training.make_chunk_fn(agent, batch_size=16, chunk_size=10, seed_group_size=group)
+    grouped = _run_chunks(agent, [0, 1, 2], hparams, data, chunk_fn=grouped_fn)
+    together = _run_chunks(agent, [0, 1, 2], hparams, data, chunk_fn=training.make_chunk_fn(agent, 16, 10, 0))
+    _assert_trees_close(grouped, together, rtol=1e-5, atol=1e-6)
+    assert int(grouped.agent.step) == 20
+
+
+def test_seed_group_size_is_validated(tiny_dataset, tmp_path):
+    with pytest.raises(training.ConfigError, match="seed_group_size"):
+        training.train(small_config("td3", seed_group_size="two"), tiny_dataset, str(tmp_path))
+    config = small_config("td3", seed_group_size="1")  # as a command line gives it
+    assert training.seed_group_size(config, None) == 1
+
+
 def test_hparam_grid_equals_separate_runs(tiny_dataset):
     """3 values x 2 seeds in one program == the six separate runs."""
     config = small_config("td3_bc")

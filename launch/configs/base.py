@@ -18,7 +18,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3  # most recent checkpoints kept on disk
     config.normalize_observations = False  # standardise states with dataset mean and std + 1e-3
     config.tensorboard = False  # also write TensorBoard summaries (needs jaxmtf[tensorboard])
-    config.shard_runs = True  # split the seeds (or settings) over all local devices
+    config.shard_runs = True  # split the seeds (or settings) over all devices (of every process, multi-host)
+    # Seeds vmapped at a time, groups looped inside the compiled chunk: 0 = all at once;
+    # "auto" = a small group on a CPU (keeps one seed's throughput), all at once on GPU/TPU.
+    config.seed_group_size = "auto"
     # Swept hparams, "name=v1,v2;other=v3"; the cartesian grid x seeds is one program.
     config.sweep = ""
     return config
