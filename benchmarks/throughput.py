@@ -143,12 +143,15 @@ def main():
     parser.add_argument("--min_seconds", type=float, default=10.0)
     parser.add_argument("--chunk_sizes", default="ddpg=200,td3=200,td3_bc=200,bcq=20,cql=20,uwac=2",
                         help="updates per compiled chunk, per algorithm (slow agents get short chunks)")
+    parser.add_argument("--seeds_for", default="uwac=1,8",
+                        help="per-algorithm seed lists replacing --seeds, e.g. 'uwac=1,8;cql=1,8'")
     parser.add_argument("--seed_groups", default="0,2",
                         help="seed_group_size values to time (0 = all seeds vmapped at once; g = g at a time)")
     parser.add_argument("--peer", action="store_true", help="also time d3rlpy on td3_bc, cql, bcq (bench extra)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     groups = [int(g) for g in args.seed_groups.split(",")]
+    seeds_for = dict(p.split("=") for p in args.seeds_for.split(";") if p)
     chunk_sizes = dict((k, int(v)) for k, v in (p.split("=") for p in args.chunk_sizes.split(",")))
     dataset = one_step_dataset(num_transitions=100_000, obs_dim=32, act_dim=10)
     peak = matmul_peak_flops()
@@ -159,7 +162,8 @@ def main():
         if args.peer and algo in PEER_ALGOS:
             peers[algo] = measure_peer(algo, dataset, args.min_seconds)
             print(json.dumps(peers[algo]), flush=True)
-        for num_seeds, group in [(n, g) for n in map(int, args.seeds.split(",")) for g in groups if g < n or g == 0]:
+        seed_counts = map(int, seeds_for.get(algo, args.seeds).split(","))
+        for num_seeds, group in [(n, g) for n in seed_counts for g in groups if g < n or g == 0]:
             row = measure(algo, num_seeds, chunk_sizes.get(algo, 100), args.min_seconds, dataset, group)
             row["mflop_per_update"] = round(flops / 1e6, 1)
             row["gflop_per_s"] = round(flops * row["updates_per_s_total"] / 1e9, 2)
