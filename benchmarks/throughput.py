@@ -98,6 +98,10 @@ def measure(algo: str, num_seeds: int, chunk_size: int, min_seconds: float, data
 
 def update_flops(algo: str, dataset) -> float:
     config = importlib.import_module(f"launch.configs.{algo}").get_config()
+    if "dropout_pass_batch" in config.agent:
+        # UWAC's dropout passes run in a lax.map whose body XLA counts once: count them
+        # all in one batch instead (the same work and results, more memory).
+        config.agent.dropout_pass_batch = config.agent.num_dropout_samples
     agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
     batch = jax.tree.map(lambda x: jnp.asarray(x[: int(config.batch_size)]), dataset.as_transitions())
     hparams = {name: jnp.float32(value) for name, value in agent.default_hparams.items()}
