@@ -3,9 +3,11 @@
 One program per (agent, dataset shape): the dataset lives on device, and
 each call of the chunk function samples batches, runs `chunk_size` updates
 with `lax.scan` and averages the metrics, for every seed and every hparam
-setting at once (`vmap` over hparams inside `vmap` over seeds). The run
+setting at once (`vmap` over hparams inside `vmap` over seeds; on a CPU,
+groups of seeds looped inside the program, see `make_chunk_fn`). The run
 state is donated, so the chunk updates it in place. Between chunks the host
-loop only logs, evaluates and checkpoints.
+loop only logs, evaluates and checkpoints. The runs are split over all
+devices, of every process in a multi-host run (`run_sharding`).
 
 Axes: every array of a `RunState` and every metric has shape [S, H, ...]
 (seeds first, then hparam settings), except the agent's `step`, which all
