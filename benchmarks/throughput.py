@@ -1,14 +1,14 @@
 """Training throughput of every agent: updates/s per seed and in total, compile time,
 achieved FLOP/s against this machine's matmul peak, and d3rlpy side by side.
 
-    python benchmarks/throughput.py --seeds=1,8,32 --peer --out=benchmarks/results/throughput_cpu.json
+    python benchmarks/throughput.py --seeds=1,8,32 --window_seconds=5 --peer --out=benchmarks/results/throughput_cpu.json
 
 Each (algorithm, seeds) pair is the training driver's own compiled chunk
 (batch sampling + lax.scan of updates + metric reduction, vmapped over seeds),
 on a one-step dataset with obs 32 and act 10 (the shapes of issue 5), at the
 configs' default network sizes and batch sizes. Compile time is the first
-call (tracing + XLA compilation + one chunk); throughput is measured over
-further chunks until `min_seconds` have passed.
+call (tracing + XLA compilation + one chunk); throughput is the best of 3
+windows of further chunks (benchmarks/timing.py), for jaxmtf and d3rlpy alike.
 
 FLOPs per update come from XLA's cost analysis of one compiled update (see
 `flops_per_update`); the peak is the best FLOP/s of a large jitted f32
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxmtf import training  # noqa: E402
+from timing import best_rate  # noqa: E402
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.data import one_step_dataset  # noqa: E402
 
@@ -78,7 +79,7 @@ def benchmark_config(algo: str):
     return config
 
 
-def measure(algo: str, num_seeds: int, chunk_size: int, min_seconds: float, dataset, seed_group: int) -> dict:
+def measure(algo: str, num_seeds: int, chunk_size: int, window_seconds: float, dataset, seed_group: int) -> dict:
     config = benchmark_config(algo)
     agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
     hparams, _ = training.hparam_grid(agent.default_hparams, "")
@@ -89,20 +90,17 @@ def measure(algo: str, num_seeds: int, chunk_size: int, min_seconds: float, data
     state, metrics = chunk_fn(state, data, hparams)
     jax.block_until_ready(metrics)
     compile_seconds = time.perf_counter() - start
-    chunks, start = 0, time.perf_counter()
-    while True:
+    def one_chunk():
+        nonlocal state
         state, metrics = chunk_fn(state, data, hparams)
         jax.block_until_ready(metrics)
-        chunks += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            break
-    per_seed = chunks * chunk_size / elapsed
+
+    timed = best_rate(one_chunk, chunk_size, window_seconds)
     return {
-        "algo": algo, "num_seeds": num_seeds, "seed_group_size": seed_group, "batch_size": int(config.batch_size), "chunk_size": chunk_size,
-        "compile_and_first_chunk_s": round(compile_seconds, 2),
-        "updates_per_s_per_seed": round(per_seed, 2), "updates_per_s_total": round(per_seed * num_seeds, 2),
-        "timed_updates_per_seed": chunks * chunk_size, "timed_seconds": round(elapsed, 2),
+        "algo": algo, "num_seeds": num_seeds, "seed_group_size": seed_group, "batch_size": int(config.batch_size),
+        "chunk_size": chunk_size, "compile_and_first_chunk_s": round(compile_seconds, 2),
+        "updates_per_s_per_seed": round(timed["rate"], 2), "updates_per_s_total": round(timed["rate"] * num_seeds, 2),
+        "timed_updates_per_seed": timed["steps"] * chunk_size, "timed_seconds": round(timed["seconds"], 2),
     }
 
 
@@ -118,13 +116,13 @@ def update_flops(algo: str, dataset) -> float:
     return flops_per_update(agent, batch, hparams)
 
 
-def measure_peer(algo: str, dataset, min_seconds: float) -> dict:
+def measure_peer(algo: str, dataset, window_seconds: float) -> dict:
     import peer_d3rlpy  # the bench extra: torch + d3rlpy
 
     config = benchmark_config(algo)
     return peer_d3rlpy.measure(
         algo, dataset.observations, dataset.actions, dataset.rewards, dataset.next_observations,
-        dataset.terminals, batch_size=int(config.batch_size), min_seconds=min_seconds,
+        dataset.terminals, batch_size=int(config.batch_size), window_seconds=window_seconds,
     )
 
 
@@ -156,7 +154,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--algos", default="ddpg,td3,td3_bc,bcq,cql,uwac")
     parser.add_argument("--seeds", default="1,8,32")
-    parser.add_argument("--min_seconds", type=float, default=10.0)
+    parser.add_argument("--window_seconds", type=float, default=5.0,
+                        help="length of each of the 3 timing windows; the best window is reported")
     parser.add_argument("--chunk_sizes", default="ddpg=200,td3=200,td3_bc=200,bcq=20,cql=20,uwac=2",
                         help="updates per compiled chunk, per algorithm (slow agents get short chunks)")
     parser.add_argument("--seeds_for", default="uwac=1,8",
@@ -182,11 +181,11 @@ def main():
     for algo in args.algos.split(","):
         flops = update_flops(algo, dataset)
         if args.peer and algo in PEER_ALGOS:
-            peers[algo] = measure_peer(algo, dataset, args.min_seconds)
+            peers[algo] = measure_peer(algo, dataset, args.window_seconds)
             print(json.dumps(peers[algo]), flush=True)
         seed_counts = map(int, seeds_for.get(algo, args.seeds).split(","))
         for num_seeds, group in [(n, g) for n in seed_counts for g in groups if g < n or g == 0]:
-            row = measure(algo, num_seeds, chunk_sizes.get(algo, 100), args.min_seconds, dataset, group)
+            row = measure(algo, num_seeds, chunk_sizes.get(algo, 100), args.window_seconds, dataset, group)
             row["mflop_per_update"] = round(flops / 1e6, 1)
             row["gflop_per_s"] = round(flops * row["updates_per_s_total"] / 1e9, 2)
             row["fraction_of_peak"] = round(flops * row["updates_per_s_total"] / peak, 3)
