@@ -4,9 +4,14 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
+import pytest
+from absl import flags
+from absl.testing import flagsaver
 
 from jaxmtf import logging as log_lib
+from launch import distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = [
@@ -65,3 +70,14 @@ def test_two_processes_equal_one(tmp_path):
             np.testing.assert_allclose(a[name], b[name], rtol=1e-5, err_msg=f"{name} at step {a['step']}")
     summary = log_lib.read_summary(two)
     assert summary["finished"] and summary["step"] == 400
+
+
+def test_multihost_flags_go_together():
+    """A partial set of the multi-host flags is refused; none of them means one process."""
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    with flagsaver.flagsaver(num_processes=2, process_id=0):
+        with pytest.raises(flags.ValidationError, match="go together"):
+            distributed.initialize()
+    distributed.initialize()  # no flags: nothing to join
+    assert jax.process_count() == 1
