@@ -34,7 +34,7 @@ from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.types import Dataset, Transition
 
 
-# Seeds vmapped together on a CPU under seed_group_size="auto" (see make_chunk_fn; measured in benchmarks/).
+# Seeds vmapped together on a CPU when seed_group_size is None (see make_chunk_fn; measured in benchmarks/).
 CPU_SEED_GROUP = 2
 
 
@@ -234,7 +234,8 @@ def initial_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: in
 
 
 def seed_group_size(config, runs) -> int:
-    """config.seed_group_size, or with "auto" CPU_SEED_GROUP on a CPU and 0 (all seeds vmapped) elsewhere.
+    """config.seed_group_size, or if it is None (auto) CPU_SEED_GROUP on a CPU and 0 (all seeds
+    vmapped) elsewhere.
 
     Groups loop over the seed axis, so with the seeds split over several
     devices every seed is vmapped (a loop over a sharded axis would serialise
@@ -243,22 +244,16 @@ def seed_group_size(config, runs) -> int:
     value = _seed_group_field(config)
     if runs is not None:
         return 0
-    if value == "auto":
+    if value is None:
         return CPU_SEED_GROUP if jax.default_backend() == "cpu" else 0
     return value
 
 
 def _seed_group_field(config):
-    """config.seed_group_size as "auto" or an int >= 0 (a command line gives it as a string)."""
-    value = config.get("seed_group_size", "auto")
-    if value == "auto":
-        return value
-    try:
-        if isinstance(value, bool) or int(value) < 0 or float(value) != int(value):
-            raise ValueError
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"config field 'seed_group_size': expected 'auto' or an integer >= 0, got {value!r}")
+    value = config.get("seed_group_size", None)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigError(f"config field 'seed_group_size': expected None (auto) or an integer >= 0, got {value!r}")
+    return value
 
 
 def held_runs(num_seeds: int, num_hparams: int, runs) -> np.ndarray:

@@ -97,9 +97,9 @@ def test_seed_groups_equal_one_vmap(tiny_dataset, group):
 
 def test_seed_group_size_is_validated(tiny_dataset, tmp_path):
     with pytest.raises(training.ConfigError, match="seed_group_size"):
-        training.train(small_config("td3", seed_group_size="two"), tiny_dataset, str(tmp_path))
-    config = small_config("td3", seed_group_size="1")  # as a command line gives it
-    assert training.seed_group_size(config, None) == 1
+        training.train(small_config("td3", seed_group_size=-2), tiny_dataset, str(tmp_path))
+    assert training.seed_group_size(small_config("td3", seed_group_size=1), None) == 1
+    assert training.seed_group_size(small_config("td3"), None) == training.CPU_SEED_GROUP  # auto, on a CPU
 
 
 def test_hparam_grid_equals_separate_runs(tiny_dataset):

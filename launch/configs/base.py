@@ -20,8 +20,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.tensorboard = False  # also write TensorBoard summaries (needs jaxmtf[tensorboard])
     config.shard_runs = True  # split the seeds (or settings) over all devices (of every process, multi-host)
     # Seeds vmapped at a time, groups looped inside the compiled chunk: 0 = all at once;
-    # "auto" = a small group on a CPU (keeps one seed's throughput), all at once on GPU/TPU.
-    config.seed_group_size = "auto"
+    # None (auto) = 2 on a CPU (keeps one seed's throughput), all at once on GPU/TPU.
+    config.seed_group_size = ml_collections.config_dict.placeholder(int)
     # Swept hparams, "name=v1,v2;other=v3"; the cartesian grid x seeds is one program.
     config.sweep = ""
     return config
