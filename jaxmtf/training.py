@@ -114,7 +114,8 @@ def hparam_grid(default_hparams: common.HParams, sweep) -> Tuple[common.HParams,
 
 
 def agent_axes(agent_state, batched=0):
-    """vmap axes for an agent state: `batched` everywhere, None for the shared step."""
+    """An agent state's tree with `batched` at every leaf and None for the shared step
+    (its vmap axes, or with a sharding for `batched`, its layout)."""
     return jax.tree.map(lambda _: batched, agent_state).replace(step=None)
 
 
@@ -221,8 +222,7 @@ def run_sharding(num_seeds: int, num_hparams: int, devices=None):
 
 def state_shardings(state: RunState, runs, replicated) -> RunState:
     """The sharding of every leaf of a run state: `runs` for [S, H, ...] leaves, the step replicated."""
-    agent = jax.tree.map(lambda _: runs, state.agent.replace(step=None)).replace(step=replicated)
-    return RunState(agent=agent, key=runs)
+    return RunState(agent=agent_axes(state.agent, runs).replace(step=replicated), key=runs)
 
 
 def initial_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: int, runs, replicated) -> RunState:
@@ -377,7 +377,8 @@ def train(
             if compile_seconds is None:
                 compile_seconds = time.time() - chunk_start
                 start_time, start_step = time.time(), step
-            logger.log_metrics(list(log_lib.per_run_records(step, metrics, run_labels, held)))
+            records = list(log_lib.per_run_records(step, metrics, run_labels, held))
+            logger.log_metrics(records)
             if eval_every and step % eval_every == 0 and eval_fn is not None:
                 results = to_host(eval_fn(agent, state.agent, step))
                 logger.log_eval(list(log_lib.per_run_records(step, results, run_labels, held)))
@@ -398,7 +399,7 @@ def train(
         "num_processes": num_processes,
         "compile_and_first_chunk_seconds": compile_seconds,
         "updates_per_second_per_run": updates_timed / elapsed if updates_timed and elapsed > 0 else None,
-        "final_metrics": list(log_lib.per_run_records(step, metrics, run_labels, held)) if step > start_step else [],
+        "final_metrics": records if step > start_step else [],
     }
     logger.write_summary(summary)
     summary["state"] = state
