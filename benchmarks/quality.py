@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxmtf import evaluation  # noqa: E402
 from jaxmtf.data import collect  # noqa: E402
+from jaxmtf.stats import ci95_halfwidth  # noqa: E402
 from jaxmtf.sim import env as sim_env  # noqa: E402
 from jaxmtf.sim import policies  # noqa: E402
 from launch.configs.collect import base as collect_base  # noqa: E402
@@ -111,7 +112,7 @@ def main():
             score = normalise(returns)
             row = {
                 "dataset": pipeline_name, "algo": algo, "score_mean": float(score.mean()),
-                "score_ci95": float(1.959964 * score.std(ddof=1) / np.sqrt(len(score))),
+                "score_ci95": float(ci95_halfwidth(score.std(ddof=1), len(score))),
                 "return_per_seed": returns.tolist(), "overestimation_mean": float(overestimation.mean()),
                 "train_seconds": round(seconds, 1), "settings": settings,
             }

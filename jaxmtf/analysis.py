@@ -13,7 +13,8 @@ from typing import Dict, Iterable, List, Union
 import numpy as np
 import pandas as pd
 
-from jaxmtf import logging as log_lib
+from jaxmtf import rundir
+from jaxmtf.stats import ci95_halfwidth
 
 # Columns that identify one run inside a run directory.
 RUN_KEYS = ("seed", "hparam_index")
@@ -21,13 +22,13 @@ RUN_KEYS = ("seed", "hparam_index")
 
 def load_run(workdir: str) -> Dict[str, Union[pd.DataFrame, dict]]:
     """{"metrics", "eval"} DataFrames (one row per step, seed, setting) and the config and summary dicts."""
-    if not os.path.exists(os.path.join(workdir, log_lib.CONFIG_FILE)):
-        raise FileNotFoundError(f"{workdir} is not a jaxmtf run directory (no {log_lib.CONFIG_FILE})")
-    config = log_lib.load_config_json(workdir)
-    summary = log_lib.read_summary(workdir)
+    if not os.path.exists(os.path.join(workdir, rundir.CONFIG_FILE)):
+        raise FileNotFoundError(f"{workdir} is not a jaxmtf run directory (no {rundir.CONFIG_FILE})")
+    config = rundir.load_config_json(workdir)
+    summary = rundir.read_summary(workdir)
     frames = {}
-    for name, filename in (("metrics", log_lib.METRICS_FILE), ("eval", log_lib.EVAL_FILE)):
-        df = pd.DataFrame(log_lib.read_run_records(workdir, filename))
+    for name, filename in (("metrics", rundir.METRICS_FILE), ("eval", rundir.EVAL_FILE)):
+        df = pd.DataFrame(rundir.read_run_records(workdir, filename))
         if not df.empty:
             df.insert(0, "algo", config.get("algo", ""))
             df.insert(0, "run", os.path.basename(os.path.normpath(workdir)))
@@ -63,7 +64,7 @@ def aggregate(df: pd.DataFrame, metric: str, by=None) -> pd.DataFrame:
     by = list(by) if by is not None else ["run", "algo", "hparam_index", "step"] + hparam_columns(df)
     grouped = df.groupby(by, dropna=False)[metric]
     out = grouped.agg(["mean", "std", "count"]).reset_index()
-    out["ci95"] = 1.959964 * out["std"] / np.sqrt(out["count"].clip(lower=1))
+    out["ci95"] = ci95_halfwidth(out["std"], out["count"].clip(lower=1))
     return out
 
 

@@ -15,12 +15,10 @@ from typing import Callable, Dict
 import jax
 import jax.numpy as jnp
 
-from jaxmtf import training
 from jaxmtf.agents import common
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim.rollout import Trajectory, returns, rollout
-
-Z_95 = 1.959964
+from jaxmtf.stats import ci95_halfwidth
 
 
 def _summarise(traj: Trajectory, discount: float, env_params: sim_env.EnvParams) -> Dict[str, jax.Array]:
@@ -32,7 +30,7 @@ def _summarise(traj: Trajectory, discount: float, env_params: sim_env.EnvParams)
         x = per_user[name].astype(jnp.float32)
         out[f"{name}_return" if name != "length" else "session_length"] = jnp.mean(x)
         out[f"{name}_return_ci95" if name != "length" else "session_length_ci95"] = (
-            Z_95 * jnp.std(x, ddof=1) / jnp.sqrt(num_users)
+            ci95_halfwidth(jnp.std(x, ddof=1), num_users)
         )
     # Per-task positive rate per item shown: responses / (valid steps x slate size).
     items_shown = jnp.sum(traj.valid) * env_params.slate_size
@@ -87,7 +85,7 @@ def make_agent_evaluator(
 
     def evaluate(agent_states, key):
         # Every run is scored on the same users (common random numbers across seeds and settings).
-        axes = training.agent_axes(agent_states)
+        axes = common.agent_axes(agent_states)
         over_h = jax.vmap(one_agent, in_axes=(axes, None))
         return jax.vmap(over_h, in_axes=(axes, None))(agent_states, key)
 

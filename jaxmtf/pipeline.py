@@ -4,6 +4,7 @@ from typing import Any, Dict
 from absl import logging
 
 from jaxmtf import training
+from jaxmtf.stats import ci95_halfwidth
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.data import synthetic
 from jaxmtf.types import Dataset
@@ -114,7 +115,7 @@ def run_demo(config, workdir: str) -> str:
     import numpy as np
 
     from jaxmtf import evaluation
-    from jaxmtf import logging as log_lib
+    from jaxmtf import rundir
     from jaxmtf.data import collect
     from jaxmtf.sim import env as sim_env
     from jaxmtf.sim import policies
@@ -134,7 +135,7 @@ def run_demo(config, workdir: str) -> str:
     static_config.seed, static_config.env = config.seed + 1, dict(collect_config.env)
     static_config.eval_users = 0  # the winner is scored below, on the table's users
     static = search_static(static_config)
-    log_lib.write_json(os.path.join(workdir, "static_weights.json"), static)
+    rundir.write_json(os.path.join(workdir, "static_weights.json"), static)
 
     train_config = unlocked(config.train)
     train_config.dataset, train_config.seed = data_path, config.seed
@@ -163,13 +164,13 @@ def run_demo(config, workdir: str) -> str:
         rows.append((f"{train_config.algo} seed {seed}", {k: float(v[i, 0]) for k, v in learned.items()}))
     returns = learned["undiscounted_return"][:, 0]
     across = {k: float(np.mean(v[:, 0])) for k, v in learned.items()}
-    across["undiscounted_return_ci95"] = float(evaluation.Z_95 * np.std(returns, ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else float("nan")
+    across["undiscounted_return_ci95"] = float(ci95_halfwidth(np.std(returns, ddof=1), len(returns))) if len(returns) > 1 else float("nan")
     rows.append((f"{train_config.algo} mean over {len(seeds)} seeds (CI over seeds)", across))
 
     table = _results_table(rows, env_params.task_names[:2])
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(table + "\n")
-    log_lib.write_json(os.path.join(workdir, "results.json"), {name: values for name, values in rows})
+    rundir.write_json(os.path.join(workdir, "results.json"), {name: values for name, values in rows})
     return table
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from absl import logging as absl_logging
 
 from jaxmtf import checkpoint as checkpoint_lib
-from jaxmtf import logging as log_lib
+from jaxmtf import rundir
 from jaxmtf.agents import common, make_agent
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.types import Dataset, Transition
@@ -113,17 +113,11 @@ def hparam_grid(default_hparams: common.HParams, sweep) -> Tuple[common.HParams,
 # ----------------------------------------------------------------- compiled program
 
 
-def agent_axes(agent_state, batched=0):
-    """An agent state's tree with `batched` at every leaf and None for the shared step
-    (its vmap axes, or with a sharding for `batched`, its layout)."""
-    return jax.tree.map(lambda _: batched, agent_state).replace(step=None)
-
-
 def init_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: int) -> RunState:
     """Initial state of every (seed, hparam setting): [S, H, ...]."""
     seed_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
     init_keys, train_keys = jnp.swapaxes(jax.vmap(jax.random.split)(seed_keys), 0, 1)
-    axes = agent_axes(jax.eval_shape(agent.init, init_keys[0]))
+    axes = common.agent_axes(jax.eval_shape(agent.init, init_keys[0]))
     agent_states = jax.vmap(agent.init, out_axes=axes)(init_keys)
 
     def over_hparams(x):  # [S, ...] -> [S, H, ...]: every setting of a seed starts alike
@@ -161,13 +155,13 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_gr
         return agent_state, key, jax.tree.map(lambda m: jnp.nanmean(m, axis=0), metrics)
 
     def one_seed(agent_state, key, data, hparams):  # [H, ...] -> [H, ...]
-        axes = agent_axes(agent_state)
+        axes = common.agent_axes(agent_state)
         return jax.vmap(one_run, in_axes=(axes, 0, None, 0), out_axes=(axes, 0, 0))(agent_state, key, data, hparams)
 
     def chunk(run_state: RunState, data: Transition, hparams):
         num_seeds = run_state.key.shape[0]
         if not 0 < seed_group_size < num_seeds:
-            axes = agent_axes(run_state.agent)
+            axes = common.agent_axes(run_state.agent)
             over_seeds = jax.vmap(one_seed, in_axes=(axes, 0, None, None), out_axes=(axes, 0, 0))
             agent_state, key, metrics = over_seeds(run_state.agent, run_state.key, data, hparams)
             return RunState(agent=agent_state, key=key), metrics
@@ -222,7 +216,7 @@ def run_sharding(num_seeds: int, num_hparams: int, devices=None):
 
 def state_shardings(state: RunState, runs, replicated) -> RunState:
     """The sharding of every leaf of a run state: `runs` for [S, H, ...] leaves, the step replicated."""
-    return RunState(agent=agent_axes(state.agent, runs).replace(step=replicated), key=runs)
+    return RunState(agent=common.agent_axes(state.agent, runs).replace(step=replicated), key=runs)
 
 
 def initial_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: int, runs, replicated) -> RunState:
@@ -324,10 +318,10 @@ def train(
     os.makedirs(workdir, exist_ok=True)
     process, num_processes = jax.process_index(), jax.process_count()
     if process == 0:  # the same in every process of a multi-host run
-        log_lib.write_json(os.path.join(workdir, log_lib.CONFIG_FILE), config.to_dict())
+        rundir.write_json(os.path.join(workdir, rundir.CONFIG_FILE), config.to_dict())
         if stats is not None:
-            log_lib.write_json(os.path.join(workdir, "normalization.json"), stats)
-    logger = log_lib.RunLogger(workdir, config.get("tensorboard", False), process, num_processes)
+            rundir.write_json(os.path.join(workdir, "normalization.json"), stats)
+    logger = rundir.RunLogger(workdir, config.get("tensorboard", False), process, num_processes)
     checkpointer = checkpoint_lib.Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.get("keep_checkpoints", 3)
     )
@@ -377,11 +371,11 @@ def train(
             if compile_seconds is None:
                 compile_seconds = time.time() - chunk_start
                 start_time, start_step = time.time(), step
-            records = list(log_lib.per_run_records(step, metrics, run_labels, held))
+            records = list(rundir.per_run_records(step, metrics, run_labels, held))
             logger.log_metrics(records)
             if eval_every and step % eval_every == 0 and eval_fn is not None:
                 results = to_host(eval_fn(agent, state.agent, step))
-                logger.log_eval(list(log_lib.per_run_records(step, results, run_labels, held)))
+                logger.log_eval(list(rundir.per_run_records(step, results, run_labels, held)))
             if (checkpoint_every and step % checkpoint_every == 0) or step == num_updates:
                 checkpointer.save(step, state, meta)
             _progress(step, num_updates, start_step, start_time, int(held.sum()))

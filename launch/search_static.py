@@ -10,7 +10,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxmtf import logging as log_lib
+from jaxmtf import rundir
 from jaxmtf import pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Search config file.", lock_config=True)
@@ -22,7 +22,7 @@ def main(argv):
     del argv
     result = pipeline.search_static(_CONFIG.value)
     os.makedirs(_WORKDIR.value, exist_ok=True)
-    log_lib.write_json(os.path.join(_WORKDIR.value, "static_weights.json"), result)
+    rundir.write_json(os.path.join(_WORKDIR.value, "static_weights.json"), result)
     logging.info("best static action %s: held-out return %.3f", result["action"], result["heldout_return"])
 
 

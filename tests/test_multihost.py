@@ -10,7 +10,7 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from jaxmtf import logging as log_lib
+from jaxmtf import rundir
 from launch import distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +52,7 @@ def test_two_processes_equal_one(tmp_path):
         _check(proc.returncode, stderr)
     # Each process logged the seed it holds, in its own file; one checkpoint holds both.
     for i in range(2):
-        rows = log_lib.read_jsonl(two / f"metrics.process{i}.jsonl")
+        rows = rundir.read_jsonl(two / f"metrics.process{i}.jsonl")
         assert {r["seed"] for r in rows} == {i} and len(rows) == 3
     assert not (two / "metrics.jsonl").exists()
 
@@ -61,14 +61,14 @@ def test_two_processes_equal_one(tmp_path):
     for command in (_train(two, 400), _train(one, 400)):
         done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
         _check(done.returncode, done.stderr)
-    combined = log_lib.read_run_records(two, "metrics.jsonl")
-    single = log_lib.read_run_records(one, "metrics.jsonl")
+    combined = rundir.read_run_records(two, "metrics.jsonl")
+    single = rundir.read_run_records(one, "metrics.jsonl")
     assert [(r["step"], r["seed"]) for r in combined] == [(r["step"], r["seed"]) for r in single]
     assert len(single) == 8
     for a, b in zip(combined, single):
         for name in ("critic_loss", "actor_loss", "q_mean", "target_mean"):
             np.testing.assert_allclose(a[name], b[name], rtol=1e-5, err_msg=f"{name} at step {a['step']}")
-    summary = log_lib.read_summary(two)
+    summary = rundir.read_summary(two)
     assert summary["finished"] and summary["step"] == 400
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import checkpoint, logging as log_lib, training
+from jaxmtf import checkpoint, rundir, training
 from jaxmtf.agents import make_agent
 
 
@@ -32,7 +32,7 @@ def test_metrics_have_seed_and_hparam_axes_and_are_finite(tiny_dataset, tmp_path
     for leaf in jax.tree.leaves(state.agent.replace(step=None)):
         assert leaf.shape[:2] == (3, 2)
     assert state.key.shape[:2] == (3, 2) and int(state.agent.step) == 20
-    rows = log_lib.read_jsonl(os.path.join(tmp_path, "metrics.jsonl"))
+    rows = rundir.read_jsonl(os.path.join(tmp_path, "metrics.jsonl"))
     assert len(rows) == 2 * 3 * 2  # two chunks x 3 seeds x 2 settings
     assert {(r["seed"], r["discount"]) for r in rows} == {(s, d) for s in range(3) for d in (0.9, 0.99)}
     for r in rows:
@@ -133,7 +133,7 @@ def test_interrupted_and_resumed_run_is_identical(tiny_dataset, tmp_path):
     resumed = training.train(config, tiny_dataset, workdir)
     assert resumed["finished"]
     _assert_trees_close(resumed["state"], straight["state"], rtol=0, atol=0)
-    rows = lambda d: [(r["step"], r["seed"], r["critic_loss"]) for r in log_lib.read_jsonl(os.path.join(d, "metrics.jsonl"))]
+    rows = lambda d: [(r["step"], r["seed"], r["critic_loss"]) for r in rundir.read_jsonl(os.path.join(d, "metrics.jsonl"))]
     assert rows(workdir) == rows(str(tmp_path / "straight"))
 
 
@@ -203,12 +203,12 @@ def test_launcher_resumes_after_being_killed(tmp_path):
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = max(int(r["step"]) for r in log_lib.read_jsonl(workdir / "metrics.jsonl"))
+    killed_at = max(int(r["step"]) for r in rundir.read_jsonl(workdir / "metrics.jsonl"))
     assert killed_at < 4000
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resumed from the checkpoint" in done.stderr
-    rows = log_lib.read_jsonl(workdir / "metrics.jsonl")
+    rows = rundir.read_jsonl(workdir / "metrics.jsonl")
     steps = sorted({r["step"] for r in rows})
     assert steps == list(range(100, 4001, 100))  # every chunk logged once, none twice
     assert len(rows) == 2 * len(steps)

@@ -37,6 +37,15 @@ def hparams_from_config(config, names) -> HParams:
     return {name: jnp.asarray(config[name], jnp.float32) for name in names}
 
 
+def agent_axes(agent_state, batched=0):
+    """An agent state's tree with `batched` at every leaf and None for the shared `step`.
+
+    Its vmap axes (batched=0), or with a sharding for `batched`, its layout:
+    the training driver and the evaluator map over runs with it.
+    """
+    return jax.tree.map(lambda _: batched, agent_state).replace(step=None)
+
+
 def polyak_update(params, target_params, tau):
     """target <- tau * params + (1 - tau) * target, leaf by leaf."""
     return jax.tree.map(lambda p, t: tau * p + (1.0 - tau) * t, params, target_params)
