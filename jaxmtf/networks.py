@@ -1,17 +1,72 @@
-"""Network modules shared by the agents.
+"""Network modules shared by the agents, with the references' initialisations said at construction.
 
-Initialisation follows PyTorch's `nn.Linear` default for the weights,
-U(-1/sqrt(fan_in), 1/sqrt(fan_in)), because the reference implementations
-(sfujim/TD3, TD3_BC, BCQ, rlkit CQL) are PyTorch and rely on it. Deviation:
-biases start at zero (flax bias initialisers do not see fan_in).
+Every Dense layer takes a `LayerInit`: a function (fan_in, fan_out) ->
+(kernel_init, bias_init), because PyTorch's and rlkit's schemes draw biases
+from a bound that depends on the layer's fan-in, which a flax bias
+initialiser (called with the bias shape only) cannot see.
+
+- `torch_linear` (the default): PyTorch's `nn.Linear`, weight and bias
+  U(+-1/sqrt(fan_in)). The references of TD3, TD3+BC, BCQ and the BEAR/UWAC
+  VAE are PyTorch modules with this default.
+- `rlkit_hidden` and `rlkit_output(init_w)`: rlkit's `Mlp` (CQL, UWAC),
+  hidden weights by `ptu.fanin_init`, biases 0.1, output layer U(+-init_w).
 """
-from typing import Callable, Sequence
+import math
+from typing import Callable, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-torch_linear_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+Initializer = Callable[..., jax.Array]
+LayerInit = Callable[[int, int], Tuple[Initializer, Initializer]]
+
+
+def uniform(bound: float) -> Initializer:
+    """U(-bound, bound)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def torch_linear(fan_in: int, fan_out: int):
+    """PyTorch's nn.Linear default: kaiming_uniform(a=sqrt(5)) weight = U(+-1/sqrt(fan_in)), bias the same."""
+    del fan_out
+    bound = 1.0 / math.sqrt(fan_in)
+    return uniform(bound), uniform(bound)
+
+
+def rlkit_hidden(fan_in: int, fan_out: int):
+    """rlkit's hidden layers: ptu.fanin_init weight, bias filled with 0.1.
+
+    fanin_init takes its bound from size[0] of torch's [out, in] weight, the
+    number of OUTPUT features (rlkit's quirk, kept: U(+-1/16) for 256 units
+    whatever the input).
+    """
+    del fan_in
+    return uniform(1.0 / math.sqrt(fan_out)), nn.initializers.constant(0.1)
+
+
+def rlkit_output(init_w: float) -> LayerInit:
+    """rlkit's last layers: weight and bias U(+-init_w) (3e-3 for Q-functions, 1e-3 for policy heads)."""
+    return lambda fan_in, fan_out: (uniform(init_w), uniform(init_w))
+
+
+def dense(x: jax.Array, width: int, layer_init: LayerInit, spectral_norm: bool = False, update_stats: bool = False):
+    """One Dense layer of the calling compact module, initialised by `layer_init` from x's width.
+
+    With `spectral_norm` the kernel is divided by its largest singular value,
+    estimated by one power iteration per call from the `u` vector kept in the
+    "batch_stats" collection (torch.nn.utils.spectral_norm's n_power_iterations
+    1); `update_stats` stores the iterated vector, as torch does in train mode.
+    """
+    kernel_init, bias_init = layer_init(x.shape[-1], width)
+    layer = nn.Dense(width, kernel_init=kernel_init, bias_init=bias_init)
+    if spectral_norm:
+        return nn.SpectralNorm(layer, n_steps=1)(x, update_stats=update_stats)
+    return layer(x)
 
 
 class MLP(nn.Module):
@@ -20,15 +75,18 @@ class MLP(nn.Module):
     hidden_dims: Sequence[int]
     output_dim: int
     activation: Callable = nn.relu
-    dropout_rate: float = 0.0  # MC-dropout after each hidden layer (UWAC); 0 = off
+    dropout_rate: float = 0.0  # MC-dropout after each hidden activation (UWAC); 0 = off
+    hidden_init: LayerInit = torch_linear
+    output_init: LayerInit = torch_linear
+    spectral_norm: bool = False  # on every layer, the output too (UWAC's FlattenDropout_Mlp)
 
     @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+    def __call__(self, x: jax.Array, deterministic: bool = True, update_stats: bool = False) -> jax.Array:
         for width in self.hidden_dims:
-            x = self.activation(nn.Dense(width, kernel_init=torch_linear_init)(x))
+            x = self.activation(dense(x, width, self.hidden_init, self.spectral_norm, update_stats))
             if self.dropout_rate > 0.0:
                 x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
-        return nn.Dense(self.output_dim, kernel_init=torch_linear_init)(x)
+        return dense(x, self.output_dim, self.output_init, self.spectral_norm, update_stats)
 
 
 class DeterministicActor(nn.Module):
@@ -47,52 +105,54 @@ class Critic(nn.Module):
 
     hidden_dims: Sequence[int]
     dropout_rate: float = 0.0
+    hidden_init: LayerInit = torch_linear
+    output_init: LayerInit = torch_linear
+    spectral_norm: bool = False
 
     @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array, deterministic: bool = True) -> jax.Array:
+    def __call__(self, obs, action, deterministic: bool = True, update_stats: bool = False) -> jax.Array:
         x = jnp.concatenate([obs, action], axis=-1)
-        return MLP(self.hidden_dims, 1, dropout_rate=self.dropout_rate)(x, deterministic)[..., 0]
+        mlp = MLP(self.hidden_dims, 1, dropout_rate=self.dropout_rate, hidden_init=self.hidden_init,
+                  output_init=self.output_init, spectral_norm=self.spectral_norm)
+        return mlp(x, deterministic, update_stats)[..., 0]
 
 
 class EnsembleCritic(nn.Module):
     """`num_critics` independent critics in one module: outputs [num_critics, ...].
 
     Built with `nn.vmap`, so the ensemble is one batched matmul per layer, not
-    a Python loop; twin Q (TD3) is an ensemble of 2, DDPG of 1.
+    a Python loop; twin Q (TD3) is an ensemble of 2, DDPG of 1. Each member
+    has its own parameters, dropout masks and spectral-norm vectors.
     """
 
     hidden_dims: Sequence[int]
     num_critics: int = 2
     dropout_rate: float = 0.0
+    hidden_init: LayerInit = torch_linear
+    output_init: LayerInit = torch_linear
+    spectral_norm: bool = False
 
     @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array, deterministic: bool = True) -> jax.Array:
+    def __call__(self, obs, action, deterministic: bool = True, update_stats: bool = False) -> jax.Array:
         ensemble = nn.vmap(
             Critic,
-            variable_axes={"params": 0},
+            variable_axes={"params": 0, "batch_stats": 0},
             split_rngs={"params": True, "dropout": True},
             in_axes=None,
             out_axes=0,
             axis_size=self.num_critics,
         )
-        return ensemble(self.hidden_dims, self.dropout_rate)(obs, action, deterministic)
-
-
-def uniform_init(scale: float):
-    """U(-scale, scale): rlkit's init of the last layer (init_w = 1e-3)."""
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -scale, scale)
-
-    return init
+        critic = ensemble(self.hidden_dims, self.dropout_rate, self.hidden_init, self.output_init, self.spectral_norm)
+        return critic(obs, action, deterministic, update_stats)
 
 
 class TanhGaussianActor(nn.Module):
     """rlkit's TanhGaussianPolicy: returns (mean, log_std) of the pre-tanh Gaussian.
 
     The action is tanh(mean + std * eps); `jaxmtf.agents.common`'s
-    tanh_gaussian_* functions sample it and give its log density. The mean
-    and log-std heads start at U(-init_w, init_w) as in rlkit.
+    tanh_gaussian_* functions sample it and give its log density. Hidden
+    layers start as rlkit's (`rlkit_hidden`), the mean and log-std heads at
+    U(-init_w, init_w).
     """
 
     hidden_dims: Sequence[int]
@@ -100,15 +160,15 @@ class TanhGaussianActor(nn.Module):
     log_std_min: float = -20.0
     log_std_max: float = 2.0
     init_w: float = 1e-3
+    hidden_init: LayerInit = rlkit_hidden
 
     @nn.compact
     def __call__(self, obs: jax.Array):
         h = obs
         for width in self.hidden_dims:
-            h = nn.relu(nn.Dense(width, kernel_init=torch_linear_init)(h))
-        head = lambda: nn.Dense(self.act_dim, kernel_init=uniform_init(self.init_w), bias_init=uniform_init(self.init_w))
-        mean = head()(h)
-        log_std = jnp.clip(head()(h), self.log_std_min, self.log_std_max)
+            h = nn.relu(dense(h, width, self.hidden_init))
+        mean = dense(h, self.act_dim, rlkit_output(self.init_w))
+        log_std = jnp.clip(dense(h, self.act_dim, rlkit_output(self.init_w)), self.log_std_min, self.log_std_max)
         return mean, log_std
 
 
@@ -117,7 +177,8 @@ class VAE(nn.Module):
 
     Encoder 750-750 -> (mean, log_std) of z, log_std clamped to [-4, 15] for
     numerical stability; decoder 750-750 -> tanh action. Sampling from the
-    prior clips z ~ N(0, I) to [-0.5, 0.5], as both references do.
+    prior clips z ~ N(0, I) to [-0.5, 0.5], as both references do. Layers are
+    torch nn.Linear in both references (`torch_linear`).
     """
 
     act_dim: int
@@ -136,9 +197,20 @@ class VAE(nn.Module):
         return self.decode(obs, z), mean, std
 
     def decode(self, obs, z):
-        return jnp.tanh(self.decoder(jnp.concatenate([obs, z], -1)))
+        return jnp.tanh(self.decode_raw(obs, z))
+
+    def decode_raw(self, obs, z):
+        """The decoder's pre-tanh output (BEAR/UWAC's MMD compares these)."""
+        return self.decoder(jnp.concatenate([obs, z], -1))
+
+    def prior(self, obs, key):
+        """z ~ N(0, I) clipped to [-0.5, 0.5], one per observation row."""
+        return jnp.clip(jax.random.normal(key, obs.shape[:-1] + (self.latent_dim,)), -0.5, 0.5)
 
     def sample(self, obs, key):
         """Actions decoded from the clipped prior, one per observation row."""
-        z = jnp.clip(jax.random.normal(key, obs.shape[:-1] + (self.latent_dim,)), -0.5, 0.5)
-        return self.decode(obs, z)
+        return self.decode(obs, self.prior(obs, key))
+
+    def sample_raw(self, obs, key):
+        """Pre-tanh decoder outputs at prior draws (what BEAR/UWAC's MMD compares)."""
+        return self.decode_raw(obs, self.prior(obs, key))

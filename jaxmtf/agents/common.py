@@ -13,11 +13,26 @@ static config closed over by the functions. Every state carries an integer
 `step`; the driver keeps it unbatched across seeds and hparams (all runs of
 one program take their updates in lockstep), so `lax.cond` on it stays a real
 branch under vmap and delayed updates cost nothing on the other steps.
+
+Time indices (rlax's convention, used by every agent, OPE and the tests): a
+transition is (s_tm1, a_tm1, r_t, discount_t, s_t). So `_tm1` names what is
+computed at the transition's state and action (q_tm1 = Q(s, a), the
+policy's log_pi_tm1 at s), `_t` what is computed at the next state s'
+(a_t ~ pi'(s'), q_t = Q'(s', a_t), v_t), and `r_t`, `terminal_t` belong to
+the transition. The batch keeps D4RL's field names: `observations` is s_tm1,
+`next_observations` s_t.
+
+Every agent module reads top to bottom: its state dataclass, one pure
+function per loss (explicit arguments, the paper's equation in the
+docstring, chex shape checks at the boundary), then `make_agent`, whose
+`update` only sequences the gradient steps and the target updates.
 """
 from typing import Any, Callable, Dict, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxmtf.types import Array, Metrics, PRNGKey, Transition
 
@@ -47,23 +62,24 @@ def agent_axes(agent_state, batched=0):
 
 
 def polyak_update(params, target_params, tau):
-    """target <- tau * params + (1 - tau) * target, leaf by leaf."""
-    return jax.tree.map(lambda p, t: tau * p + (1.0 - tau) * t, params, target_params)
+    """target <- tau * params + (1 - tau) * target, leaf by leaf (optax's incremental update)."""
+    return optax.incremental_update(params, target_params, tau)
 
 
-def td_target(r_t, discount, terminal_t, v_tp1):
-    """r + discount * (1 - terminal) * v(s'); no gradient flows into the target."""
-    return jax.lax.stop_gradient(r_t + discount * (1.0 - terminal_t) * v_tp1)
+def td_target(r_t, discount, terminal_t, v_t):
+    """y = r_t + discount * (1 - terminal_t) * v_t, v_t the value at s'; no gradient flows into it."""
+    chex.assert_equal_shape([r_t, terminal_t, v_t])
+    return jax.lax.stop_gradient(r_t + discount * (1.0 - terminal_t) * v_t)
 
 
-def clipped_double_q(q_tp1):
+def clipped_double_q(q):
     """min over the critic ensemble (axis 0): the TD3 / SAC-N pessimistic value."""
-    return jnp.min(q_tp1, axis=0)
+    return jnp.min(q, axis=0)
 
 
-def soft_clipped_double_q(q_tp1, lmbda):
-    """lmbda * min + (1 - lmbda) * max over the ensemble (BCQ, BEAR, UWAC)."""
-    return lmbda * jnp.min(q_tp1, axis=0) + (1.0 - lmbda) * jnp.max(q_tp1, axis=0)
+def soft_clipped_double_q(q, lmbda):
+    """lmbda * min + (1 - lmbda) * max over the ensemble (axis 0): BCQ, BEAR, UWAC."""
+    return lmbda * jnp.min(q, axis=0) + (1.0 - lmbda) * jnp.max(q, axis=0)
 
 
 def repeat_samples(x, num_samples):
@@ -75,25 +91,30 @@ def repeat_samples(x, num_samples):
     return jnp.broadcast_to(x[..., None, :], x.shape[:-1] + (num_samples, x.shape[-1]))
 
 
-def soft_clipped_max_over_samples(q_tp1, lmbda):
-    """V(s') from Q' at n sampled actions [num_critics, B, n]: soft clipped double Q, then max over n.
+def soft_clipped_max_over_samples(q_t, lmbda):
+    """v_t from Q' at n sampled actions per next state [num_critics, B, n]: soft clipped double Q, then max over n.
 
     The target of BCQ (VAE samples) and of BEAR / UWAC (policy samples).
     """
-    return jnp.max(soft_clipped_double_q(q_tp1, lmbda), axis=-1)
+    chex.assert_rank(q_t, 3)
+    return jnp.max(soft_clipped_double_q(q_t, lmbda), axis=-1)
 
 
-def ensemble_mse(q_t, target):
-    """Sum over critics of the mean squared TD error, as the references sum their twin losses."""
-    return jnp.sum(jnp.mean((q_t - target[None]) ** 2, axis=-1))
+def ensemble_mse(q_tm1, y):
+    """sum_i mean_B (Q_i(s, a) - y)^2: the references sum their twin critics' losses.
+
+    q_tm1 [num_critics, B], y [B].
+    """
+    chex.assert_rank(q_tm1, 2)
+    chex.assert_equal_shape([q_tm1[0], y])
+    return jnp.sum(jnp.mean((q_tm1 - y[None]) ** 2, axis=-1))
 
 
 def apply_gradients(optimizer, loss_fn, params, opt_state):
     """One optimiser step on loss_fn(params) -> (loss, aux); returns params, opt_state, loss, aux."""
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = jax.tree.map(lambda p, u: p + u, params, updates)
-    return params, opt_state, loss, aux
+    return optax.apply_updates(params, updates), opt_state, loss, aux
 
 
 def with_obs_normalization(agent: Agent, stats) -> Agent:
@@ -126,10 +147,15 @@ def _gaussian_log_prob(u, mean, log_std):
     return -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
 
 
+def tanh_gaussian_rsample(mean, log_std, key):
+    """a = tanh(u), u = mean + std * eps (reparameterised): the action and its pre-tanh value u."""
+    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return jnp.tanh(u), u
+
+
 def tanh_gaussian_sample(mean, log_std, key):
     """a = tanh(mean + std * eps) (reparameterised) and its log density, summed over action dims."""
-    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-    action = jnp.tanh(u)
+    action, u = tanh_gaussian_rsample(mean, log_std, key)
     log_prob = _gaussian_log_prob(u, mean, log_std) - jnp.log(1.0 - action**2 + TANH_EPS)
     return action, jnp.sum(log_prob, axis=-1)
 
