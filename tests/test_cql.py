@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxmtf import networks
-from jaxmtf.agents import cql, make_agent
+from jaxmtf.agents import cql, make_agent, sac
 from jaxmtf.data.synthetic import one_step_dataset, optimal_action
 from launch.configs import cql as cql_config
 
@@ -59,9 +59,9 @@ def test_conservative_penalty_hand_computed():
     # One critic, B = 2 states, M = 1 sample of each kind, |A| = 2: log 0.5^2 = -log 4.
     q_data = jnp.array([[3.0, 1.0]])
     q_rand = jnp.array([[[1.0], [0.0]]])
-    q_pi_t, log_pi_t = jnp.array([[[2.0], [1.0]]]), jnp.array([[0.5], [-1.0]])
-    q_pi_tp1, log_pi_tp1 = jnp.array([[[0.0], [2.0]]]), jnp.array([[-1.0], [0.5]])
-    penalty = cql.conservative_penalty(q_data, q_rand, q_pi_t, log_pi_t, q_pi_tp1, log_pi_tp1, ACT_DIM, 5.0, 1.0)
+    q_pi_tm1, log_pi_tm1 = jnp.array([[[2.0], [1.0]]]), jnp.array([[0.5], [-1.0]])
+    q_pi_t, log_pi_t = jnp.array([[[0.0], [2.0]]]), jnp.array([[-1.0], [0.5]])
+    penalty = cql.conservative_penalty(q_data, q_rand, q_pi_tm1, log_pi_tm1, q_pi_t, log_pi_t, ACT_DIM, 5.0, 1.0)
     # state 0: [1 + log 4, 0 + 1, 2 - 0.5]; state 1: [0 + log 4, 2 - 0.5, 1 + 1]
     lse0 = np.log(4 * np.e + np.e + np.exp(1.5))  # 2.894425
     lse1 = np.log(4 + np.exp(1.5) + np.exp(2.0))  # 2.764477
@@ -73,7 +73,7 @@ def test_conservative_penalty_hand_computed():
     # invariant to a constant shift of one critic's Q-values.
     two = lambda x, c: jnp.concatenate([x, x + c])
     penalty = cql.conservative_penalty(
-        two(q_data, 10.0), two(q_rand, 10.0), two(q_pi_t, 10.0), log_pi_t, two(q_pi_tp1, 10.0), log_pi_tp1,
+        two(q_data, 10.0), two(q_rand, 10.0), two(q_pi_tm1, 10.0), log_pi_tm1, two(q_pi_t, 10.0), log_pi_t,
         ACT_DIM, 5.0, 2.0,
     )
     cat = np.array([[1 + np.log(4), 1.0, 1.5], [np.log(4), 1.5, 2.0]])
@@ -90,11 +90,11 @@ def test_penalty_actions_of_next_state_are_scored_at_current_state():
     # A critic whose value reveals the state it is evaluated at: 100 sum(s) + sum(a).
     q_fn = lambda o, a: (100.0 * jnp.sum(o, -1) + jnp.sum(a, -1))[None]
     values = jax.jit(cql.penalty_action_values, static_argnums=(0, 1, 5))
-    q_rand, q_pi_t, q_pi_tp1, log_pi_t, log_pi_tp1 = values(q_fn, dist_fn, obs, next_obs, jax.random.PRNGKey(0), 5)
-    assert q_rand.shape == q_pi_t.shape == q_pi_tp1.shape == (1, 3, 5)
-    assert log_pi_t.shape == log_pi_tp1.shape == (3, 5)
-    np.testing.assert_allclose(q_pi_tp1, ACT_DIM * np.tanh(0.5), atol=1e-5)  # at s' it would be 200 + 0.92
-    np.testing.assert_allclose(q_pi_t, 0.0, atol=1e-5)  # tanh(0) at s
+    q_rand, q_pi_tm1, q_pi_t, log_pi_tm1, log_pi_t = values(q_fn, dist_fn, obs, next_obs, jax.random.PRNGKey(0), 5)
+    assert q_rand.shape == q_pi_tm1.shape == q_pi_t.shape == (1, 3, 5)
+    assert log_pi_tm1.shape == log_pi_t.shape == (3, 5)
+    np.testing.assert_allclose(q_pi_t, ACT_DIM * np.tanh(0.5), atol=1e-5)  # at s' it would be 200 + 0.92
+    np.testing.assert_allclose(q_pi_tm1, 0.0, atol=1e-5)  # tanh(0) at s
     assert np.all(np.abs(q_rand) <= ACT_DIM)  # uniform actions at s, obs term 0
 
 
@@ -123,10 +123,10 @@ def test_temperature_loss_sign():
     # log pi + target = [-2, -1]: entropy above target, so the loss's gradient is
     # positive and gradient descent lowers alpha.
     log_pi, target = jnp.array([1.0, 2.0]), -3.0
-    np.testing.assert_allclose(cql.temperature_loss(0.5, log_pi, target), 0.75, rtol=1e-6)
-    np.testing.assert_allclose(jax.grad(cql.temperature_loss)(0.5, log_pi, target), 1.5, rtol=1e-6)
+    np.testing.assert_allclose(sac.temperature_loss(0.5, log_pi, target), 0.75, rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(sac.temperature_loss)(0.5, log_pi, target), 1.5, rtol=1e-6)
     # Entropy below target (log pi + target = [2, 3]): alpha must grow.
-    np.testing.assert_allclose(jax.grad(cql.temperature_loss)(0.5, jnp.array([5.0, 6.0]), target), -2.5, rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(sac.temperature_loss)(0.5, jnp.array([5.0, 6.0]), target), -2.5, rtol=1e-6)
 
 
 def test_first_update_alpha_and_bc_warmup(twin):
@@ -246,3 +246,9 @@ def test_learns_optimal_action_of_one_step_task(twin):
     actions = np.asarray(twin.act(state, test_obs, jax.random.PRNGKey(0)))
     rms = np.sqrt(np.mean(np.sum((actions - optimal_action(test_obs, ACT_DIM)) ** 2, -1)))
     assert rms < 0.15, rms
+
+
+def test_run_length_warning_when_the_run_is_all_behaviour_cloning():
+    config = cql_config.get_config()  # policy_eval_start 40000, the reference's
+    assert "policy_eval_start=40000" in cql.run_length_warning(config.agent, 40_000)
+    assert cql.run_length_warning(config.agent, 40_001) is None

@@ -29,13 +29,14 @@ Deviations, each for the reason given:
 - networks.VAE puts the latent mean and log-std in one Dense(2 * latent)
   head instead of two Dense(latent) heads: the same function and the same
   torch init (same fan_in); only the parameter layout differs.
-- Biases start at zero, not torch's U(-1/sqrt(fan_in), ..) (networks.py).
 - `act` draws its 100 VAE candidates from `key`: the policy is stochastic
   in the reference too (a fresh torch.randn per select_action); here it is
   deterministic given the key.
 """
+from functools import partial
 from typing import Any, Sequence
 
+import chex
 import flax.linen as nn
 import flax.struct
 import jax
@@ -72,6 +73,33 @@ class PerturbationActor(nn.Module):
     def __call__(self, obs: jax.Array, action: jax.Array, phi: jax.Array) -> jax.Array:
         perturbation = phi * jnp.tanh(networks.MLP(self.hidden_dims, self.act_dim)(jnp.concatenate([obs, action], -1)))
         return jnp.clip(action + perturbation, -1.0, 1.0)
+
+
+# ----------------------------------------------------------------- losses
+
+
+def bcq_target(actor_target_fn, critic_target_fn, sample_vae_fn, batch, key, hparams, num_samples):
+    """y = r_t + gamma (1 - d_t) max_i [lmbda min_j Q'_j(s_t, a_i) + (1 - lmbda) max_j Q'_j(s_t, a_i)],
+
+    a_i = xi'(s_t, G(s_t)) for `num_samples` VAE samples per next state.
+    actor_target_fn(obs, action) -> perturbed action; critic_target_fn(obs, action) -> [num_critics, ...];
+    sample_vae_fn(obs, key) -> action.
+    """
+    s_t = common.repeat_samples(batch.next_observations, num_samples)  # [B, n, obs_dim]
+    a_t = actor_target_fn(s_t, sample_vae_fn(s_t, key))
+    q_t = critic_target_fn(s_t, a_t)  # [num_critics, B, n]
+    v_t = common.soft_clipped_max_over_samples(q_t, hparams["lmbda"])
+    return common.td_target(batch.rewards, hparams["discount"], batch.terminals, v_t)
+
+
+def bcq_actor_loss(actor_fn, critic_fn, obs, a_sampled):
+    """-mean Q1(s, xi_phi(s, a)), a ~ G(s) given (no gradient reaches the VAE)."""
+    chex.assert_equal_shape_prefix([obs, a_sampled], 1)
+    q_pi = critic_fn(obs, actor_fn(obs, a_sampled))[0]  # Q1 only
+    return -jnp.mean(q_pi), {}
+
+
+# ----------------------------------------------------------------- agent
 
 
 def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
@@ -115,40 +143,30 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
         phi = hparams["phi"]
 
         # --- VAE: recon + 0.5 KL, the generative model G_omega(a | s) of the behaviour actions ---
-        def vae_loss_fn(vae):
-            recon, mean, std = vae_net.apply(vae, batch.observations, batch.actions, k_vae)
-            return common.vae_loss(recon, batch.actions, mean, std)
+        vae, vae_opt_state, vae_loss, vae_aux = common.apply_gradients(
+            vae_opt, lambda v: common.behaviour_vae_loss(partial(vae_net.apply, v), batch, k_vae), state.vae,
+            state.vae_opt,
+        )
 
-        vae, vae_opt_state, vae_loss, vae_aux = common.apply_gradients(vae_opt, vae_loss_fn, state.vae, state.vae_opt)
-
-        # --- critic target: y = r + gamma (1 - d) max_i [soft clipped double Q'(s', xi'(s', a_i))], a_i ~ G(s') ---
-        # The reference samples with the just-updated VAE and the target actor.
-        s_tp1 = common.repeat_samples(batch.next_observations, num_target_samples)  # [B, n, obs_dim]
-        a_tp1 = actor_net.apply(state.actor_target, s_tp1, sample_vae(vae, s_tp1, k_target), phi)
-        q_tp1 = critic_net.apply(state.critic_target, s_tp1, a_tp1)  # [num_critics, B, n]
-        y = common.td_target(batch.rewards, hparams["discount"], batch.terminals, common.soft_clipped_max_over_samples(q_tp1, hparams["lmbda"]))
-
-        # --- critic: sum_j mean (Q_j(s, a) - y)^2 ---
-        def critic_loss_fn(critic):
-            q_tm1 = critic_net.apply(critic, batch.observations, batch.actions)
-            return common.ensemble_mse(q_tm1, y), q_tm1
-
+        # --- critic: sum_j mean (Q_j(s, a) - y)^2; the target samples the just-updated VAE and the target actor ---
+        y = bcq_target(
+            lambda o, a: actor_net.apply(state.actor_target, o, a, phi), partial(critic_net.apply, state.critic_target),
+            partial(sample_vae, vae), batch, k_target, hparams, num_target_samples,
+        )
         critic, critic_opt_state, critic_loss, q_tm1 = common.apply_gradients(
-            critic_opt, critic_loss_fn, state.critic, state.critic_opt
+            critic_opt, lambda c: common.critic_loss(partial(critic_net.apply, c), batch, y), state.critic,
+            state.critic_opt,
         )
 
         # --- actor: -Q1(s, xi_phi(s, a)), a ~ G(s), through the just-updated critic ---
         # No gradient reaches the VAE or the critic (the reference's leaked
         # grads are zeroed before their optimisers next step).
         a_sampled = jax.lax.stop_gradient(sample_vae(vae, batch.observations, k_actor))
-
-        def actor_loss_fn(actor):
-            perturbed = actor_net.apply(actor, batch.observations, a_sampled, phi)
-            q_pi = critic_net.apply(critic, batch.observations, perturbed)[0]  # Q1 only
-            return -jnp.mean(q_pi), {}
-
         actor, actor_opt_state, actor_loss, _ = common.apply_gradients(
-            actor_opt, actor_loss_fn, state.actor, state.actor_opt
+            actor_opt,
+            lambda actor: bcq_actor_loss(lambda o, a: actor_net.apply(actor, o, a, phi),
+                                         partial(critic_net.apply, critic), batch.observations, a_sampled),
+            state.actor, state.actor_opt,
         )
 
         # --- targets: polyak tau on the actor and the critics, every update ---

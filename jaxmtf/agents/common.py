@@ -110,6 +110,12 @@ def ensemble_mse(q_tm1, y):
     return jnp.sum(jnp.mean((q_tm1 - y[None]) ** 2, axis=-1))
 
 
+def critic_loss(q_fn, batch, y):
+    """The TD loss sum_i mean (Q_i(s_tm1, a_tm1) - y)^2 of q_fn(obs, action) -> [num_critics, B]; aux: q_tm1."""
+    q_tm1 = q_fn(batch.observations, batch.actions)
+    return ensemble_mse(q_tm1, y), q_tm1
+
+
 def apply_gradients(optimizer, loss_fn, params, opt_state):
     """One optimiser step on loss_fn(params) -> (loss, aux); returns params, opt_state, loss, aux."""
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -171,6 +177,14 @@ def tanh_gaussian_log_prob(mean, log_std, action):
 
 def vae_loss(recon, action, mean, std):
     """BCQ's VAE loss: MSE reconstruction + 0.5 * KL(N(mean, std) || N(0, I)), batch means."""
+    chex.assert_equal_shape([recon, action])
+    chex.assert_equal_shape([mean, std])
     recon_loss = jnp.mean((recon - action) ** 2)
     kl = -0.5 * jnp.mean(1.0 + jnp.log(std**2) - mean**2 - std**2)
     return recon_loss + 0.5 * kl, {"vae_recon_loss": recon_loss, "vae_kl": kl}
+
+
+def behaviour_vae_loss(vae_fn, batch, key):
+    """`vae_loss` of the behaviour model vae_fn(obs, action, key) -> (recon, mean, std) on the batch (BCQ, BEAR, UWAC)."""
+    recon, mean, std = vae_fn(batch.observations, batch.actions, key)
+    return vae_loss(recon, batch.actions, mean, std)

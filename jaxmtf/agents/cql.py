@@ -1,6 +1,6 @@
 """CQL, continuous actions (Kumar et al. 2020), following aviralkumar2907/CQL (rlkit `cql.py`).
 
-SAC with a conservative penalty on each critic i:
+SAC (the losses of `sac.py`) with a conservative penalty on each critic i:
 
     min_q_weight * ( temp * E_s[ log sum_j exp(Q_i(s, a_j) / temp) ] - E_(s,a)~D[ Q_i(s, a) ] )
 
@@ -37,9 +37,15 @@ Deviations, each for the reason given:
   pass, repeated, instead of a forward pass of repeated states: same values.
 - reward_scale (1 in the reference's runs) is left out; log alpha and log
   alpha' are scalars instead of shape-(1,) tensors.
+
+Initialisation is rlkit's (networks.rlkit_hidden / rlkit_output): hidden
+weights U(+-1/sqrt(fan_out)) by fanin_init's size[0] quirk, biases 0.1, the
+Q-functions' last layer U(+-3e-3), the policy's heads U(+-1e-3).
 """
+from functools import partial
 from typing import Any
 
+import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -47,7 +53,7 @@ import numpy as np
 import optax
 
 from jaxmtf import networks
-from jaxmtf.agents import common
+from jaxmtf.agents import common, sac
 
 HPARAMS = ("discount", "tau", "min_q_weight")
 LAGRANGE_HPARAMS = ("lagrange_threshold",)  # sweepable only when with_lagrange is on
@@ -76,53 +82,50 @@ class CQLState:
 # ----------------------------------------------------------------- losses
 
 
-def temperature_loss(log_alpha, log_pi, target_entropy):
-    """-E[log alpha * (log pi + target_entropy)]: alpha grows when the entropy is below target."""
-    return -jnp.mean(log_alpha * jax.lax.stop_gradient(log_pi + target_entropy))
-
-
-def penalty_action_values(q_fn, dist_fn, obs, next_obs, key, num_random):
-    """Q of the penalty's three action sets, all scored at the CURRENT state s.
+def penalty_action_values(q_fn, dist_fn, obs_tm1, obs_t, key, num_random):
+    """Q of the penalty's three action sets, all scored at the transition's state s_tm1.
 
     q_fn(obs, action) -> [N, ...]; dist_fn(obs) -> (mean, log_std) of the
-    policy's pre-tanh Gaussian. The actions drawn from pi(.|s') are scored
-    with Q(s, .), not Q(s', .): the reference calls
+    policy's pre-tanh Gaussian. The actions drawn from pi(.|s_t) are scored
+    with Q(s_tm1, .), not Q(s_t, .): the reference calls
     `_get_tensor_values(obs, new_curr_actions_tensor)` with the current obs.
-    Returns q_rand, q_pi_t, q_pi_tp1 [N, B, M] and log_pi_t, log_pi_tp1 [B, M]
+    Returns q_rand, q_pi_tm1, q_pi_t [N, B, M] and log_pi_tm1, log_pi_t [B, M]
     (log densities without gradient, as the reference detaches them).
     """
-    k_rand, k_t, k_tp1 = jax.random.split(key, 3)
-
+    k_rand, k_tm1, k_t = jax.random.split(key, 3)
     repeat = common.repeat_samples  # [B, d] -> [B, m, d], rlkit's obs.unsqueeze(1).repeat(1, m, 1)
 
-    # Sampling from the repeated (mean, log_std) equals the reference's repeated
-    # forward pass of the policy, for a tenth of the policy's cost.
-    mean_t, log_std_t = dist_fn(obs)
-    mean_tp1, log_std_tp1 = dist_fn(next_obs)
-    a_pi_t, log_pi_t = common.tanh_gaussian_sample(repeat(mean_t, num_random), repeat(log_std_t, num_random), k_t)
-    a_pi_tp1, log_pi_tp1 = common.tanh_gaussian_sample(
-        repeat(mean_tp1, num_random), repeat(log_std_tp1, num_random), k_tp1
-    )
-    a_rand = jax.random.uniform(k_rand, a_pi_t.shape, minval=-1.0, maxval=1.0)
+    def policy_samples(obs, k):
+        # Sampling from the repeated (mean, log_std) equals the reference's repeated
+        # forward pass of the policy, for a tenth of the policy's cost.
+        mean, log_std = dist_fn(obs)
+        return common.tanh_gaussian_sample(repeat(mean, num_random), repeat(log_std, num_random), k)
+
+    a_pi_tm1, log_pi_tm1 = policy_samples(obs_tm1, k_tm1)
+    a_pi_t, log_pi_t = policy_samples(obs_t, k_t)
+    a_rand = jax.random.uniform(k_rand, a_pi_tm1.shape, minval=-1.0, maxval=1.0)
     # One critic pass over the 3M actions of each state.
-    actions = jax.lax.stop_gradient(jnp.concatenate([a_rand, a_pi_t, a_pi_tp1], axis=1))
-    q = q_fn(repeat(obs, 3 * num_random), actions)  # [N, B, 3M]
-    q_rand, q_pi_t, q_pi_tp1 = jnp.split(q, 3, axis=-1)
-    return q_rand, q_pi_t, q_pi_tp1, jax.lax.stop_gradient(log_pi_t), jax.lax.stop_gradient(log_pi_tp1)
+    actions = jax.lax.stop_gradient(jnp.concatenate([a_rand, a_pi_tm1, a_pi_t], axis=1))
+    q = q_fn(repeat(obs_tm1, 3 * num_random), actions)  # [N, B, 3M]
+    q_rand, q_pi_tm1, q_pi_t = jnp.split(q, 3, axis=-1)
+    return q_rand, q_pi_tm1, q_pi_t, jax.lax.stop_gradient(log_pi_tm1), jax.lax.stop_gradient(log_pi_t)
 
 
-def conservative_penalty(q_data, q_rand, q_pi_t, log_pi_t, q_pi_tp1, log_pi_tp1, act_dim, min_q_weight, temperature):
+def conservative_penalty(q_tm1, q_rand, q_pi_tm1, log_pi_tm1, q_pi_t, log_pi_t, act_dim, min_q_weight, temperature):
     """CQL(H) with importance sampling (min_q_version 3), one value per critic: [N].
 
         min_q_weight * (temp * mean_s logsumexp_j(cat_j / temp) - mean_(s,a)~D Q(s, a))
         cat = [Q(s, a_unif) - log 0.5^A,  Q(s, a~pi(s')) - log pi(a|s'),  Q(s, a~pi(s)) - log pi(a|s)]
 
-    q_data [N, B]; q_* [N, B, M]; log_pi_* [B, M].
+    q_tm1 [N, B] (the data's Q(s, a)); q_* [N, B, M]; log_pi_* [B, M].
     """
+    chex.assert_rank(q_tm1, 2)
+    chex.assert_equal_shape([q_rand, q_pi_tm1, q_pi_t])
+    chex.assert_equal_shape([log_pi_tm1, log_pi_t, q_rand[0]])
     random_density = act_dim * np.log(0.5)  # log of the uniform density on [-1, 1]^A
-    cat_q = jnp.concatenate([q_rand - random_density, q_pi_tp1 - log_pi_tp1, q_pi_t - log_pi_t], axis=-1)
+    cat_q = jnp.concatenate([q_rand - random_density, q_pi_t - log_pi_t, q_pi_tm1 - log_pi_tm1], axis=-1)
     logsumexp = jnp.mean(jax.scipy.special.logsumexp(cat_q / temperature, axis=-1), axis=-1) * temperature
-    return min_q_weight * logsumexp - min_q_weight * jnp.mean(q_data, axis=-1)
+    return min_q_weight * logsumexp - min_q_weight * jnp.mean(q_tm1, axis=-1)
 
 
 def alpha_prime_of(log_alpha_prime):
@@ -138,31 +141,71 @@ def lagrange_loss(log_alpha_prime, penalty, threshold):
     return -jnp.mean(alpha_prime_of(log_alpha_prime) * (jax.lax.stop_gradient(penalty) - threshold))
 
 
-def rlkit_init(params, key, num_hidden, init_w):
-    """Re-draws Dense parameters as rlkit's Mlp initialises them.
+def max_q_backup_target(dist_fn, critic_target_fn, batch, key, discount, num_samples=10):
+    """The max_q_backup option: y = r_t + gamma (1 - d_t) min_i max_{j<10} Q'_i(s_t, a_j), a_j ~ pi(s_t).
 
-    Hidden layers: weight U(+-1/sqrt(size[0])) by ptu.fanin_init, where size[0]
-    of a torch weight [out, in] is the number of OUTPUT features (rlkit's
-    quirk, kept), bias 0.1. Output layers (Dense_i, i >= num_hidden):
-    weight and bias U(+-init_w), 3e-3 for the Q-functions, 1e-3 for the
-    policy's heads. Done here on the flax tree because networks.MLP uses the
-    torch nn.Linear default, which the rlkit reference does not.
+    The max over policy actions per target critic, then the min over critics;
+    the reference subtracts no entropy here and hard-codes the 10.
     """
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-    keys = jax.random.split(key, len(leaves))
-    new_leaves = []
-    for (path, leaf), k in zip(leaves, keys):
-        names = [str(getattr(p, "key", p)) for p in path]
-        layer = int(next(n for n in reversed(names) if n.startswith("Dense_")).split("_")[1])
-        if layer >= num_hidden:
-            bound = init_w
-        elif names[-1] == "bias":
-            new_leaves.append(jnp.full_like(leaf, 0.1))
-            continue
-        else:
-            bound = 1.0 / np.sqrt(leaf.shape[-1])
-        new_leaves.append(jax.random.uniform(k, leaf.shape, leaf.dtype, -bound, bound))
-    return jax.tree_util.tree_unflatten(treedef, new_leaves)
+    mean_t, log_std_t = dist_fn(batch.next_observations)
+    repeat = lambda x: common.repeat_samples(x, num_samples)
+    a_t, _ = common.tanh_gaussian_sample(repeat(mean_t), repeat(log_std_t), key)
+    q_t = critic_target_fn(repeat(batch.next_observations), a_t)  # [N, B, 10]
+    return common.td_target(batch.rewards, discount, batch.terminals, common.clipped_double_q(jnp.max(q_t, axis=-1)))
+
+
+def cql_critic_loss(q_fn, dist_fn, batch, y, key, hparams, penalty_scale, act_dim, num_random, temperature):
+    """TD loss + the sum over critics of the penalty, scaled as the Lagrange variant asks.
+
+    penalty_scale(penalty [N]) -> [N] (the identity without Lagrange, else
+    alpha' (penalty - threshold)). Returns the loss and (metrics, penalty [N]).
+    """
+    td_loss, q_tm1 = common.critic_loss(q_fn, batch, y)  # q_tm1 [N, B]
+    q_rand, q_pi_tm1, q_pi_t, log_pi_tm1, log_pi_t = penalty_action_values(
+        q_fn, dist_fn, batch.observations, batch.next_observations, key, num_random
+    )
+    penalty = conservative_penalty(
+        q_tm1, q_rand, q_pi_tm1, log_pi_tm1, q_pi_t, log_pi_t, act_dim, hparams["min_q_weight"], temperature
+    )
+    aux = {
+        "td_loss": td_loss,
+        "cql_penalty": jnp.mean(penalty),
+        "q_data": jnp.mean(q_tm1),
+        "q_random": jnp.mean(q_rand),
+        "q_pi_s": jnp.mean(q_pi_tm1),
+        "q_pi_next_s": jnp.mean(q_pi_t),
+    }
+    return td_loss + jnp.sum(penalty_scale(penalty)), (aux, penalty)
+
+
+def cql_actor_loss(dist_fn, critic_fn, batch, key, alpha, behaviour_cloning):
+    """SAC's E[alpha log pi(a|s) - min_i Q_i(s, a)], or during the warm-up E[alpha log pi(a|s) - log pi(a_data|s)].
+
+    `behaviour_cloning` is a traced bool (the step is below policy_eval_start).
+    """
+    mean, log_std = dist_fn(batch.observations)
+    a_pi, log_pi = common.tanh_gaussian_sample(mean, log_std, key)  # the temperature loss's sample
+    # log pi(a_data|s): the BC loss, and on the other steps a diagnostic (no extra network pass).
+    # rlkit's TanhGaussianPolicy.log_prob clamps the mean to [-9, 9]; sampling does not.
+    log_prob_data = common.tanh_gaussian_log_prob(jnp.clip(mean, MEAN_MIN, MEAN_MAX), log_std, batch.actions)
+    loss = jax.lax.cond(
+        behaviour_cloning,
+        lambda: sac.actor_loss(log_prob_data, log_pi, alpha),
+        lambda: sac.actor_loss(common.clipped_double_q(critic_fn(batch.observations, a_pi)), log_pi, alpha),
+    )
+    return loss, {"entropy": -jnp.mean(log_pi), "data_log_likelihood": jnp.mean(log_prob_data)}
+
+
+def run_length_warning(agent_config, num_updates: int):
+    """A warning when the whole run is the behaviour-cloning warm-up (None otherwise)."""
+    start = int(agent_config.policy_eval_start)
+    if num_updates <= start:
+        return (
+            f"CQL trains its policy by behaviour cloning for the first policy_eval_start={start} updates "
+            f"(the reference's 40000): this run of {num_updates} updates never uses the critics in the policy; "
+            "lower agent.policy_eval_start for a short run"
+        )
+    return None
 
 
 # ----------------------------------------------------------------- agent
@@ -172,7 +215,10 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     actor_net = networks.TanhGaussianActor(
         tuple(config.actor_hidden_dims), act_dim, log_std_min=LOG_STD_MIN, log_std_max=LOG_STD_MAX, init_w=1e-3
     )
-    critic_net = networks.EnsembleCritic(tuple(config.critic_hidden_dims), config.num_critics)
+    critic_net = networks.EnsembleCritic(
+        tuple(config.critic_hidden_dims), config.num_critics, hidden_init=networks.rlkit_hidden,
+        output_init=networks.rlkit_output(3e-3),
+    )
     actor_opt = optax.adam(config.actor_lr)
     critic_opt = optax.adam(config.critic_lr)
     alpha_opt = optax.adam(config.actor_lr)  # the reference's alpha_optimizer uses policy_lr
@@ -185,18 +231,17 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     hparam_names = HPARAMS + (LAGRANGE_HPARAMS if with_lagrange else ())
 
     def init(key):
-        k_actor, k_critic, k_target, k_actor_init, k_critic_init, k_target_init = jax.random.split(key, 6)
+        k_actor, k_critic, k_target = jax.random.split(key, 3)
         obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
-        actor = rlkit_init(actor_net.init(k_actor, obs), k_actor_init, len(config.actor_hidden_dims), 1e-3)
-        critic = rlkit_init(critic_net.init(k_critic, obs, act), k_critic_init, len(config.critic_hidden_dims), 3e-3)
-        # cql_mujoco_new.py builds target_qf1/2 as separately initialised
-        # networks and never copies the critics into them: so do we (as UWAC).
-        critic_target = rlkit_init(critic_net.init(k_target, obs, act), k_target_init, len(config.critic_hidden_dims), 3e-3)
+        actor = actor_net.init(k_actor, obs)
+        critic = critic_net.init(k_critic, obs, act)
         zero = jnp.zeros((), jnp.float32)  # ptu.zeros(1): log alpha = log alpha' = 0 at the start
         return CQLState(
             actor=actor,
             critic=critic,
-            critic_target=critic_target,
+            # cql_mujoco_new.py builds target_qf1/2 as separately initialised
+            # networks and never copies the critics into them: so do we (as UWAC).
+            critic_target=critic_net.init(k_target, obs, act),
             log_alpha=zero,
             log_alpha_prime=zero,
             actor_opt=actor_opt.init(actor),
@@ -206,105 +251,60 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
             step=jnp.zeros((), jnp.int32),
         )
 
+    def temperature_step(state, dist_fn, obs, key):
+        """alpha's Adam step on a ~ pi(s); returns log alpha, its optimiser state, the loss, alpha."""
+        if not config.automatic_entropy_tuning:  # the reference's alpha = 1
+            return state.log_alpha, state.alpha_opt, 0.0, 1.0
+        _, log_pi = common.tanh_gaussian_sample(*dist_fn(obs), key)
+        loss_fn = lambda la: (sac.temperature_loss(la, log_pi, target_entropy), None)
+        log_alpha, opt_state, loss, _ = common.apply_gradients(alpha_opt, loss_fn, state.log_alpha, state.alpha_opt)
+        return log_alpha, opt_state, loss, jnp.exp(log_alpha)
+
     def update(state: CQLState, batch, key, hparams):
-        k_pi, k_tp1, k_penalty = jax.random.split(key, 3)
-        obs, next_obs = batch.observations, batch.next_observations
-        dist_fn = lambda o: actor_net.apply(state.actor, o)
+        k_pi, k_t, k_penalty = jax.random.split(key, 3)
+        dist_fn = partial(actor_net.apply, state.actor)
+        critic_target_fn = partial(critic_net.apply, state.critic_target)
 
-        # --- temperature: alpha loss on a ~ pi(s), then alpha = exp(new log alpha) ---
-        mean_t, log_std_t = dist_fn(obs)
-        _, log_pi = common.tanh_gaussian_sample(mean_t, log_std_t, k_pi)
-        if config.automatic_entropy_tuning:
-            log_alpha, alpha_opt_state, alpha_loss, _ = common.apply_gradients(
-                alpha_opt, lambda la: (temperature_loss(la, log_pi, target_entropy), None), state.log_alpha,
-                state.alpha_opt,
-            )
-            alpha = jnp.exp(log_alpha)
-        else:  # the reference's alpha = 1
-            log_alpha, alpha_opt_state, alpha_loss, alpha = state.log_alpha, state.alpha_opt, 0.0, 1.0
+        # --- temperature first: this step's target and policy loss use the new alpha ---
+        log_alpha, alpha_opt_state, alpha_loss, alpha = temperature_step(state, dist_fn, batch.observations, k_pi)
 
-        # --- targets: y = r + gamma (1 - d) min_i Q_i'(s', a'), a' ~ pi(s') ---
-        mean_tp1, log_std_tp1 = dist_fn(next_obs)
+        # --- critic: TD error against the SAC target + the conservative penalty, per critic ---
         if config.max_q_backup:
-            # max over 10 policy actions at s' per target critic, then the min over critics;
-            # the reference subtracts no entropy here and hard-codes the 10.
-            a_tp1, _ = common.tanh_gaussian_sample(
-                common.repeat_samples(mean_tp1, 10), common.repeat_samples(log_std_tp1, 10), k_tp1
-            )
-            q_tp1 = critic_net.apply(state.critic_target, common.repeat_samples(next_obs, 10), a_tp1)
-            v_tp1 = common.clipped_double_q(jnp.max(q_tp1, axis=-1))
+            y = max_q_backup_target(dist_fn, critic_target_fn, batch, k_t, hparams["discount"])
         else:
-            a_tp1, log_pi_tp1 = common.tanh_gaussian_sample(mean_tp1, log_std_tp1, k_tp1)
-            v_tp1 = common.clipped_double_q(critic_net.apply(state.critic_target, next_obs, a_tp1))
-            if not config.deterministic_backup:  # soft backup: the entropy bonus of SAC
-                v_tp1 = v_tp1 - alpha * log_pi_tp1
-        y = common.td_target(batch.rewards, hparams["discount"], batch.terminals, v_tp1)
-
-        # --- critic: TD error + the conservative penalty, per critic ---
+            y = sac.soft_target(dist_fn, critic_target_fn, batch, k_t, hparams["discount"], alpha,
+                                config.deterministic_backup)
         alpha_prime = alpha_prime_of(state.log_alpha_prime)  # before its update, as the reference's Q loss
-
-        def critic_loss_fn(critic):
-            q_fn = lambda o, a: critic_net.apply(critic, o, a)
-            q_tm1 = q_fn(obs, batch.actions)  # [N, B]
-            td_loss = common.ensemble_mse(q_tm1, y)
-            q_rand, q_pi_t, q_pi_tp1, log_pi_t, log_pi_tp1 = penalty_action_values(
-                q_fn, dist_fn, obs, next_obs, k_penalty, num_random
-            )
-            penalty = conservative_penalty(
-                q_tm1, q_rand, q_pi_t, log_pi_t, q_pi_tp1, log_pi_tp1, act_dim, hparams["min_q_weight"], temperature
-            )  # [N]
-            if with_lagrange:
-                penalty_loss = alpha_prime * (penalty - hparams["lagrange_threshold"])
-            else:
-                penalty_loss = penalty
-            aux = {
-                "td_loss": td_loss,
-                "cql_penalty": jnp.mean(penalty),
-                "q_data": jnp.mean(q_tm1),
-                "q_random": jnp.mean(q_rand),
-                "q_pi_s": jnp.mean(q_pi_t),
-                "q_pi_next_s": jnp.mean(q_pi_tp1),
-            }
-            return td_loss + jnp.sum(penalty_loss), (aux, penalty)
-
+        if with_lagrange:
+            penalty_scale = lambda penalty: alpha_prime * (penalty - hparams["lagrange_threshold"])
+        else:
+            penalty_scale = lambda penalty: penalty
+        critic_loss_fn = lambda critic: cql_critic_loss(
+            partial(critic_net.apply, critic), dist_fn, batch, y, k_penalty, hparams, penalty_scale, act_dim,
+            num_random, temperature,
+        )
         critic, critic_opt_state, critic_loss, (critic_aux, penalty) = common.apply_gradients(
             critic_opt, critic_loss_fn, state.critic, state.critic_opt
         )
         metrics = {"critic_loss": critic_loss, "target_mean": jnp.mean(y), **critic_aux}
 
+        # --- Lagrange multiplier: a step on the penalty of the pre-update critics ---
+        log_alpha_prime, alpha_prime_opt_state = state.log_alpha_prime, state.alpha_prime_opt
         if with_lagrange:
-            # The reference steps alpha' on the penalty of the pre-update critics, before their step.
             log_alpha_prime, alpha_prime_opt_state, alpha_prime_loss, _ = common.apply_gradients(
-                alpha_prime_opt,
-                lambda lap: (lagrange_loss(lap, penalty, hparams["lagrange_threshold"]), None),
-                state.log_alpha_prime,
-                state.alpha_prime_opt,
+                alpha_prime_opt, lambda lap: (lagrange_loss(lap, penalty, hparams["lagrange_threshold"]), None),
+                state.log_alpha_prime, state.alpha_prime_opt,
             )
             metrics.update(alpha_prime=alpha_prime, alpha_prime_loss=alpha_prime_loss)
-        else:
-            log_alpha_prime, alpha_prime_opt_state = state.log_alpha_prime, state.alpha_prime_opt
 
-        # --- actor: E[alpha log pi(a|s) - min_i Q_i(s, a)], or behaviour cloning at first ---
-        # (through the critics of before this step's critic update: see the module docstring)
-        def actor_loss_fn(actor):
-            mean, log_std = actor_net.apply(actor, obs)
-            a_pi, log_pi = common.tanh_gaussian_sample(mean, log_std, k_pi)  # the alpha loss's sample
-            # log pi(a_data|s): the BC loss, and on the other steps a diagnostic (no extra network pass).
-            # rlkit's TanhGaussianPolicy.log_prob clamps the mean to [-9, 9]; sampling does not.
-            log_prob_data = common.tanh_gaussian_log_prob(jnp.clip(mean, MEAN_MIN, MEAN_MAX), log_std, batch.actions)
-
-            def sac_loss():
-                q_pi = common.clipped_double_q(critic_net.apply(state.critic, obs, a_pi))  # pre-update critics
-                return jnp.mean(alpha * log_pi - q_pi)
-
-            def bc_loss():
-                return jnp.mean(alpha * log_pi - log_prob_data)
-
-            # rlkit increments _current_epoch (per update, despite the name) before the test
-            # `_current_epoch < policy_eval_start`, so the BC steps are updates 1 .. start-1.
-            loss = jax.lax.cond(state.step + 1 < policy_eval_start, bc_loss, sac_loss)
-            return loss, {"entropy": -jnp.mean(log_pi), "data_log_likelihood": jnp.mean(log_prob_data)}
-
+        # --- actor: SAC's loss through the pre-update critics (see the module docstring), BC at first ---
+        # rlkit increments _current_epoch (per update, despite the name) before the test
+        # `_current_epoch < policy_eval_start`, so the BC steps are updates 1 .. start-1.
+        behaviour_cloning = state.step + 1 < policy_eval_start
+        actor_loss_fn = lambda actor: cql_actor_loss(
+            partial(actor_net.apply, actor), partial(critic_net.apply, state.critic), batch, k_pi, alpha,
+            behaviour_cloning,
+        )
         actor, actor_opt_state, actor_loss, actor_aux = common.apply_gradients(
             actor_opt, actor_loss_fn, state.actor, state.actor_opt
         )
@@ -323,8 +323,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
             alpha_prime_opt=alpha_prime_opt_state,
             step=state.step + 1,
         )
-        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-        return state, metrics
+        return state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
     def act(state: CQLState, obs, key):
         del key  # rlkit's MakeDeterministic: tanh(mean)

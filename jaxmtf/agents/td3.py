@@ -11,8 +11,10 @@ network sizes and learning rates. See launch/configs/ddpg.py.
 The actor loss is a parameter of `make_td3_family`, so TD3+BC (td3_bc.py) is
 this module with another actor loss.
 """
+from functools import partial
 from typing import Any, Callable
 
+import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -35,16 +37,41 @@ class TD3State:
     step: jax.Array  # number of updates taken
 
 
-def smoothed_target_action(pi_tp1, noise, noise_clip):
-    """Target policy smoothing: clip(pi'(s') + clip(noise, -c, c), -1, 1)."""
-    return jnp.clip(pi_tp1 + jnp.clip(noise, -noise_clip, noise_clip), -1.0, 1.0)
+# ----------------------------------------------------------------- losses
+
+
+def smoothed_target_action(pi_t, noise, noise_clip):
+    """Target policy smoothing: a_t = clip(pi'(s') + clip(noise, -c, c), -1, 1)."""
+    return jnp.clip(pi_t + jnp.clip(noise, -noise_clip, noise_clip), -1.0, 1.0)
+
+
+def td3_target(actor_target_fn, critic_target_fn, batch, key, hparams):
+    """y = r_t + gamma (1 - d_t) min_i Q'_i(s_t, a_t),  a_t = clip(pi'(s_t) + clip(eps, -c, c), -1, 1),  eps ~ N(0, sigma^2).
+
+    actor_target_fn(obs) -> action; critic_target_fn(obs, action) -> [num_critics, B].
+    """
+    noise = jax.random.normal(key, batch.actions.shape) * hparams["policy_noise"]
+    a_t = smoothed_target_action(actor_target_fn(batch.next_observations), noise, hparams["noise_clip"])
+    q_t = critic_target_fn(batch.next_observations, a_t)
+    return common.td_target(batch.rewards, hparams["discount"], batch.terminals, common.clipped_double_q(q_t))
 
 
 def td3_actor_loss(q_pi, pi, batch, hparams):
-    """-Q1(s, pi(s)), the deterministic policy gradient objective."""
+    """-mean Q1(s, pi(s)), the deterministic policy gradient objective."""
     del pi, batch, hparams
     loss = -jnp.mean(q_pi)
     return loss, {}
+
+
+def actor_objective(actor_fn, critic_fn, batch, hparams, actor_loss_fn):
+    """actor_loss_fn(Q1(s, pi(s)), pi(s), batch, hparams): Q1 only, as sfujim's actor_loss."""
+    pi = actor_fn(batch.observations)
+    q_pi = critic_fn(batch.observations, pi)[0]
+    chex.assert_equal_shape([q_pi, batch.rewards])
+    return actor_loss_fn(q_pi, pi, batch, hparams)
+
+
+# ----------------------------------------------------------------- agent
 
 
 def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable, hparam_names) -> common.Agent:
@@ -70,29 +97,19 @@ def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable,
         )
 
     def update(state: TD3State, batch, key, hparams):
-        # --- targets: y = r + gamma (1 - d) min_i Q_i'(s', clip(pi'(s') + eps, -1, 1)) ---
-        noise = jax.random.normal(key, batch.actions.shape) * hparams["policy_noise"]
-        a_tp1 = smoothed_target_action(
-            actor_net.apply(state.actor_target, batch.next_observations), noise, hparams["noise_clip"]
-        )
-        q_tp1 = critic_net.apply(state.critic_target, batch.next_observations, a_tp1)
-        y = common.td_target(batch.rewards, hparams["discount"], batch.terminals, common.clipped_double_q(q_tp1))
-
-        # --- critic: sum_i mean (Q_i(s, a) - y)^2 ---
-        def critic_loss_fn(critic):
-            q_tm1 = critic_net.apply(critic, batch.observations, batch.actions)
-            return common.ensemble_mse(q_tm1, y), q_tm1
-
+        # --- critic: sum_i mean (Q_i(s, a) - y)^2 against the smoothed clipped double-Q target ---
+        y = td3_target(partial(actor_net.apply, state.actor_target), partial(critic_net.apply, state.critic_target),
+                       batch, key, hparams)
         critic, critic_opt_state, critic_loss, q_tm1 = common.apply_gradients(
-            critic_opt, critic_loss_fn, state.critic, state.critic_opt
+            critic_opt, lambda c: common.critic_loss(partial(critic_net.apply, c), batch, y), state.critic,
+            state.critic_opt,
         )
         state = state.replace(critic=critic, critic_opt=critic_opt_state)
 
         # --- actor and targets, every `policy_delay` updates ---
         def actor_loss_of(actor):
-            pi = actor_net.apply(actor, batch.observations)
-            q_pi = critic_net.apply(state.critic, batch.observations, pi)[0]  # Q1 only
-            return actor_loss_fn(q_pi, pi, batch, hparams)
+            return actor_objective(partial(actor_net.apply, actor), partial(critic_net.apply, state.critic), batch,
+                                   hparams, actor_loss_fn)
 
         def delayed_update(state):
             actor, actor_opt_state, actor_loss, aux = common.apply_gradients(

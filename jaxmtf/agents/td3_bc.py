@@ -9,6 +9,7 @@ and states normalised with the dataset's mean and std + 1e-3 (the config's
 `normalize_observations`, applied by the training driver). Defaults: alpha
 2.5, everything else as TD3.
 """
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -18,6 +19,8 @@ HPARAMS = td3.HPARAMS + ("alpha",)
 
 
 def td3_bc_actor_loss(q_pi, pi, batch, hparams):
+    """-lambda mean Q1(s, pi(s)) + mean (pi(s) - a)^2, lambda = alpha / mean|Q1(s, pi(s))| (no gradient)."""
+    chex.assert_equal_shape([pi, batch.actions])
     lmbda = jax.lax.stop_gradient(hparams["alpha"] / jnp.mean(jnp.abs(q_pi)))
     # F.mse_loss in the reference: the mean over batch AND action dimensions.
     bc_loss = jnp.mean((pi - batch.actions) ** 2)
