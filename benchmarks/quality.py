@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxmtf import evaluation  # noqa: E402
+from jaxmtf import evaluation, pipeline  # noqa: E402
 from jaxmtf.data import collect  # noqa: E402
 from jaxmtf.stats import ci95_halfwidth  # noqa: E402
 from jaxmtf.sim import env as sim_env  # noqa: E402
@@ -50,8 +50,6 @@ def collect_dataset(pipeline: str, num_users: int, out_dir: str, seed: int):
 
 
 def train_and_score(algo, dataset_path, args, env_params, key):
-    from jaxmtf import pipeline
-
     config = importlib.import_module(f"launch.configs.{algo}").get_config()
     config.dataset = dataset_path
     config.num_seeds, config.num_updates, config.chunk_size = args.num_seeds, args.num_updates, args.chunk_size
@@ -70,7 +68,10 @@ def train_and_score(algo, dataset_path, args, env_params, key):
     seconds = time.time() - start
     evaluator = evaluation.make_agent_evaluator(summary["agent"], env_params, args.eval_users, 0.99)
     scores = jax.device_get(evaluator(summary["state"].agent, key))
-    settings = {k: config.agent[k] for k in list(CPU_CUTS.get(algo, {})) + [n for n in config.agent if n.endswith("_hidden_dims")]}
+    # Every setting that differs from the reference's, the scaled warm-ups included.
+    recorded = list(CPU_CUTS.get(algo, {})) + [n for n in config.agent if n.endswith("_hidden_dims")]
+    recorded += [n for n in ("warmup", "policy_eval_start") if n in config.agent]
+    settings = {k: config.agent[k] for k in recorded}
     return scores["undiscounted_return"][:, 0], scores["overestimation"][:, 0], seconds, settings
 
 

@@ -1,7 +1,7 @@
 """User-steps per second of the simulator, one jitted rollout per user count.
 
-    /work/venv/bin/python benchmarks/sim_throughput.py [--users 1024,4096,16384,65536] [--steps 100]
-    /work/venv/bin/python benchmarks/sim_throughput.py --sequential   # the margin study of SIM_NOTES.md
+    python benchmarks/sim_throughput.py [--users 1024,4096,16384,65536] [--steps 100]
+    python benchmarks/sim_throughput.py --sequential   # the margin study of benchmarks/simulator.md
 
 Two programs: ``rollout`` (stores the whole trajectory, what data collection
 runs) and ``evaluate`` (returns only, what search/evaluation run). Compile is

@@ -117,20 +117,16 @@ class Critic(nn.Module):
         return mlp(x, deterministic, update_stats)[..., 0]
 
 
-class EnsembleCritic(nn.Module):
+class EnsembleCritic(Critic):
     """`num_critics` independent critics in one module: outputs [num_critics, ...].
 
     Built with `nn.vmap`, so the ensemble is one batched matmul per layer, not
     a Python loop; twin Q (TD3) is an ensemble of 2, DDPG of 1. Each member
-    has its own parameters, dropout masks and spectral-norm vectors.
+    has its own parameters, dropout masks and spectral-norm vectors; the
+    other fields are the members' (Critic's).
     """
 
-    hidden_dims: Sequence[int]
     num_critics: int = 2
-    dropout_rate: float = 0.0
-    hidden_init: LayerInit = torch_linear
-    output_init: LayerInit = torch_linear
-    spectral_norm: bool = False
 
     @nn.compact
     def __call__(self, obs, action, deterministic: bool = True, update_stats: bool = False) -> jax.Array:

@@ -28,6 +28,7 @@ import numpy as np
 from jaxmtf.agents import common
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies
+from jaxmtf.sim.rollout import logged_end_flags
 from jaxmtf.types import Transition
 
 
@@ -147,9 +148,10 @@ def make_chunk_fn(
             lambda: jax.vmap(explore.log_prob, in_axes=(None, 0, 0))(params, state.obs, actions),
         )
         next_obs, env_state, reward, done, info = env_step(jax.random.split(k_env, num_envs), state.env_state, actions, env_params)
+        terminals, timeouts = logged_end_flags(info["terminal"], info["timeout"])  # the horizon ends for real
         buffer = add_batch(state.buffer, {
             "observations": state.obs, "actions": actions, "rewards": reward, "next_observations": next_obs,
-            "terminals": info["terminal"].astype(jnp.float32), "timeouts": info["timeout"].astype(jnp.float32),
+            "terminals": terminals.astype(jnp.float32), "timeouts": timeouts.astype(jnp.float32),
             "episode_ids": state.episode_ids, "behaviour_log_prob": log_prob,
             "task_responses": info["task_responses"].astype(jnp.float32),
         })

@@ -36,8 +36,16 @@ class Transition:
 class Dataset:
     """A logged offline dataset, in the layout of D4RL.
 
-    `terminals` marks true ends of the MDP (the user left: no bootstrap);
-    `timeouts` marks episodes cut by the horizon (bootstrap still valid).
+    `terminals` marks true ends of the MDP (no bootstrap from the next state);
+    `timeouts` marks episodes cut short without ending (the value of the next
+    state still counts, so agents bootstrap through them).
+
+    The rule for simulator datasets: the session position is observed, so
+    the horizon is part of the MDP and a session that reaches it ends for
+    real; both departures and horizon ends are terminals and `timeouts` is
+    all zero (sim.rollout.logged_end_flags). `timeouts` keeps its meaning
+    for imported datasets whose truncations are not terminal (Minari's
+    `truncations`).
     """
 
     observations: Array  # [N, obs_dim] float

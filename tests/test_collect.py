@@ -53,6 +53,7 @@ def test_every_pipeline_produces_a_valid_dataset(pipeline, tmp_path):
     assert collect.env_params_from_dict(sidecar["provenance"]["env_params"]).slate_size == env_params.slate_size
     # Every episode ends in a terminal or a timeout, except sessions still running in a buffer.
     ends = np.asarray(dataset.terminals + dataset.timeouts)
+    assert np.all(np.asarray(dataset.timeouts) == 0)  # the horizon ends a session for real (types.Dataset)
     if pipeline in ("final_buffer", "concurrent"):
         assert dataset.size == config.online.num_envs * config.online.iterations
         assert ends.sum() >= 1

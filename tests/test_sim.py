@@ -87,6 +87,12 @@ def test_done_masking():
     assert np.all(np.diff(ids) >= 0)  # episodes are contiguous
     last = np.r_[ids[1:] != ids[:-1], True]
     np.testing.assert_array_equal(flat["terminals"] + flat["timeouts"], last.astype(np.float32))
+    # The horizon is part of the MDP (the position is observed): a session that reaches it
+    # ends with a terminal, as a departure does; simulator datasets have no timeouts.
+    assert np.all(flat["timeouts"] == 0)
+    np.testing.assert_array_equal(flat["terminals"], last.astype(np.float32))
+    horizon_ends = int(tout[-1].sum())
+    assert flat["terminals"].sum() == horizon_ends + int(term.sum()) and horizon_ends > 0
     np.testing.assert_allclose(flat["rewards"].sum(), np.asarray(traj.rewards).sum(), rtol=1e-5)
 
 

@@ -106,7 +106,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     latent_dim = int(config.latent_dim) or 2 * act_dim
     vae_net = networks.VAE(act_dim, latent_dim, tuple(config.vae_hidden_dims))
     actor_net = PerturbationActor(tuple(config.actor_hidden_dims), act_dim)
-    critic_net = networks.EnsembleCritic(tuple(config.critic_hidden_dims), config.num_critics)
+    critic_net = networks.EnsembleCritic(tuple(config.critic_hidden_dims), num_critics=config.num_critics)
     vae_opt = optax.adam(config.vae_lr)
     actor_opt = optax.adam(config.actor_lr)
     critic_opt = optax.adam(config.critic_lr)

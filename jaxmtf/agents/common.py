@@ -1,6 +1,6 @@
 """The agent interface and the pieces every algorithm shares.
 
-An agent is a NamedTuple of pure functions over pytrees (see DESIGN.md):
+An agent is a NamedTuple of pure functions over pytrees:
 
     init(key) -> state
     update(state, batch, key, hparams) -> (state, metrics)

@@ -141,6 +141,13 @@ def lagrange_loss(log_alpha_prime, penalty, threshold):
     return -jnp.mean(alpha_prime_of(log_alpha_prime) * (jax.lax.stop_gradient(penalty) - threshold))
 
 
+def scaled_penalty(penalty, alpha_prime, hparams, with_lagrange: bool):
+    """The penalty as the critic loss adds it: alpha' (penalty - threshold) with Lagrange, else itself."""
+    if with_lagrange:
+        return alpha_prime * (penalty - hparams["lagrange_threshold"])
+    return penalty
+
+
 def max_q_backup_target(dist_fn, critic_target_fn, batch, key, discount, num_samples=10):
     """The max_q_backup option: y = r_t + gamma (1 - d_t) min_i max_{j<10} Q'_i(s_t, a_j), a_j ~ pi(s_t).
 
@@ -154,12 +161,9 @@ def max_q_backup_target(dist_fn, critic_target_fn, batch, key, discount, num_sam
     return common.td_target(batch.rewards, discount, batch.terminals, common.clipped_double_q(jnp.max(q_t, axis=-1)))
 
 
-def cql_critic_loss(q_fn, dist_fn, batch, y, key, hparams, penalty_scale, act_dim, num_random, temperature):
-    """TD loss + the sum over critics of the penalty, scaled as the Lagrange variant asks.
-
-    penalty_scale(penalty [N]) -> [N] (the identity without Lagrange, else
-    alpha' (penalty - threshold)). Returns the loss and (metrics, penalty [N]).
-    """
+def cql_critic_loss(q_fn, dist_fn, batch, y, key, hparams, alpha_prime, with_lagrange, act_dim, num_random,
+                    temperature):
+    """TD loss + the sum over critics of the penalty (`scaled_penalty`); returns the loss and (metrics, penalty [N])."""
     td_loss, q_tm1 = common.critic_loss(q_fn, batch, y)  # q_tm1 [N, B]
     q_rand, q_pi_tm1, q_pi_t, log_pi_tm1, log_pi_t = penalty_action_values(
         q_fn, dist_fn, batch.observations, batch.next_observations, key, num_random
@@ -175,7 +179,7 @@ def cql_critic_loss(q_fn, dist_fn, batch, y, key, hparams, penalty_scale, act_di
         "q_pi_s": jnp.mean(q_pi_tm1),
         "q_pi_next_s": jnp.mean(q_pi_t),
     }
-    return td_loss + jnp.sum(penalty_scale(penalty)), (aux, penalty)
+    return td_loss + jnp.sum(scaled_penalty(penalty, alpha_prime, hparams, with_lagrange)), (aux, penalty)
 
 
 def cql_actor_loss(dist_fn, critic_fn, batch, key, alpha, behaviour_cloning):
@@ -216,7 +220,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
         tuple(config.actor_hidden_dims), act_dim, log_std_min=LOG_STD_MIN, log_std_max=LOG_STD_MAX, init_w=1e-3
     )
     critic_net = networks.EnsembleCritic(
-        tuple(config.critic_hidden_dims), config.num_critics, hidden_init=networks.rlkit_hidden,
+        tuple(config.critic_hidden_dims), num_critics=config.num_critics, hidden_init=networks.rlkit_hidden,
         output_init=networks.rlkit_output(3e-3),
     )
     actor_opt = optax.adam(config.actor_lr)
@@ -275,13 +279,9 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
             y = sac.soft_target(dist_fn, critic_target_fn, batch, k_t, hparams["discount"], alpha,
                                 config.deterministic_backup)
         alpha_prime = alpha_prime_of(state.log_alpha_prime)  # before its update, as the reference's Q loss
-        if with_lagrange:
-            penalty_scale = lambda penalty: alpha_prime * (penalty - hparams["lagrange_threshold"])
-        else:
-            penalty_scale = lambda penalty: penalty
         critic_loss_fn = lambda critic: cql_critic_loss(
-            partial(critic_net.apply, critic), dist_fn, batch, y, k_penalty, hparams, penalty_scale, act_dim,
-            num_random, temperature,
+            partial(critic_net.apply, critic), dist_fn, batch, y, k_penalty, hparams, alpha_prime, with_lagrange,
+            act_dim, num_random, temperature,
         )
         critic, critic_opt_state, critic_loss, (critic_aux, penalty) = common.apply_gradients(
             critic_opt, critic_loss_fn, state.critic, state.critic_opt

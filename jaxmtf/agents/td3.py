@@ -76,7 +76,7 @@ def actor_objective(actor_fn, critic_fn, batch, hparams, actor_loss_fn):
 
 def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable, hparam_names) -> common.Agent:
     actor_net = networks.DeterministicActor(tuple(config.actor_hidden_dims), act_dim)
-    critic_net = networks.EnsembleCritic(tuple(config.critic_hidden_dims), config.num_critics)
+    critic_net = networks.EnsembleCritic(tuple(config.critic_hidden_dims), num_critics=config.num_critics)
     actor_opt = optax.adam(config.actor_lr)
     critic_opt = optax.adam(config.critic_lr)
     policy_delay = int(config.policy_delay)

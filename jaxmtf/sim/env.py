@@ -53,7 +53,7 @@ the user to the horizon; for an averse user it burns the temper in a few
 requests and builds distrust. A static weight vector must serve both; a
 policy that shows some clickbait, reads the session bounce rate from the
 observation and commits to the matching fusion beats the best static vector
-by ~13% of return (benchmarks/SIM_NOTES.md). Clicks pay as much as long views
+by ~13% of return (benchmarks/simulator.md). Clicks pay as much as long views
 in the reward, so the click-greedy fusion wins the first request and loses
 the session.
 
@@ -117,7 +117,7 @@ class EnvParams:
     bait_frac: Array = _f(0.25)  # share of candidates that are clickbait
 
     # --- true response logits (per task, ordered as task_names) ---
-    # intercepts calibrated so the baseline policy hits KuaiRand-Pure's rates (see SIM_NOTES.md)
+    # intercepts calibrated so the baseline policy hits KuaiRand-Pure's rates (see benchmarks/simulator.md)
     intercept: Array = _f([-0.79, -0.17, -5.73, -7.37, -8.48, -8.44])
     prop: Array = _f([0.3, 0.3, 0.5, 0.5, 0.5, 0.5])  # user propensity: logit += prop_k * u_k
     aff: Array = _f([0.6, 0.8, 0.8, 0.6, 0.8, 0.6])  # weight of user-item affinity

@@ -93,14 +93,14 @@ def bounce_switch_policy(env_params: sim_env.EnvParams) -> Policy:
 
 
 # Found by CEM (static_search) on prone-only (rho ~ Beta(50, 1)) and averse-only
-# (rho ~ Beta(1, 50)) users of the default simulator, rounded; see SIM_NOTES.md.
+# (rho ~ Beta(1, 50)) users of the default simulator, rounded; see benchmarks/simulator.md.
 PRONE_ACTION = (1.0, 0.0, -1.0, -0.5, -0.9, -0.5)  # click first: clickbait pays with these users
 AVERSE_ACTION = (-1.0, -0.35, 0.55, -0.75, 1.0, -0.3)  # no click weight, interactions: avoids clickbait
 
 
 def default_switch_params(env_params: sim_env.EnvParams) -> dict:
     """Start on the prone fusion (it shows some clickbait: the probe), keep it while the
-    session bounce rate stays under 0.2, else the averse fusion (SIM_NOTES.md)."""
+    session bounce rate stays under 0.2, else the averse fusion (benchmarks/simulator.md)."""
     if env_params.task_names != sim_env.TASKS:
         raise ValueError("default_switch_params is tuned for the default 6 tasks")
     pad = (-1.0,) * (sim_env.act_dim(env_params) - env_params.num_tasks)  # power_bias: smallest biases

@@ -127,6 +127,19 @@ def returns(traj: Trajectory, discount: float = 1.0) -> Dict[str, Array]:
     }
 
 
+def logged_end_flags(left: Array, horizon: Array):
+    """(terminals, timeouts) of logged transitions from the simulator's two ways a session ends.
+
+    The session position t / max_steps is part of the observation, so the
+    horizon belongs to the MDP: a session that reaches it ends for real, and
+    its last transition is terminal like a departure (nothing to bootstrap
+    from a state that never occurs as an observation). So simulator datasets
+    have no timeouts; the field stays for truncations that are not terminal
+    (imported datasets, types.Dataset).
+    """
+    return left | horizon, jnp.zeros_like(horizon)
+
+
 def flatten_valid(traj: Trajectory) -> Dict[str, np.ndarray]:
     """Host-side: only the valid steps, in D4RL field names, ordered by episode then time."""
     valid = np.asarray(traj.valid).T  # [U, T]: user-major so episodes are contiguous
@@ -134,13 +147,14 @@ def flatten_valid(traj: Trajectory) -> Dict[str, np.ndarray]:
         x = np.asarray(x)
         return np.swapaxes(x, 0, 1)[valid]
     U, T = valid.shape
+    terminals, timeouts = logged_end_flags(traj.terminals, traj.timeouts)
     out = {
         "observations": take(traj.observations).astype(np.float32),
         "actions": take(traj.actions).astype(np.float32),
         "rewards": take(traj.rewards).astype(np.float32),
         "next_observations": take(traj.next_observations).astype(np.float32),
-        "terminals": take(traj.terminals).astype(np.float32),
-        "timeouts": take(traj.timeouts).astype(np.float32),
+        "terminals": take(terminals).astype(np.float32),
+        "timeouts": take(timeouts).astype(np.float32),
         "episode_ids": np.broadcast_to(np.arange(U)[:, None], (U, T))[valid].astype(np.int64),
         "task_responses": take(traj.task_responses).astype(np.float32),
     }
