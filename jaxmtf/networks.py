@@ -111,6 +111,8 @@ class Critic(nn.Module):
 
     @nn.compact
     def __call__(self, obs, action, deterministic: bool = True, update_stats: bool = False) -> jax.Array:
+        if not 0.0 <= self.dropout_rate < 1.0:  # e.g. EnsembleCritic(dims, 2): num_critics is keyword-only in use
+            raise ValueError(f"critic dropout_rate must be in [0, 1), got {self.dropout_rate}")
         x = jnp.concatenate([obs, action], axis=-1)
         mlp = MLP(self.hidden_dims, 1, dropout_rate=self.dropout_rate, hidden_init=self.hidden_init,
                   output_init=self.output_init, spectral_norm=self.spectral_norm)
