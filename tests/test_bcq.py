@@ -21,8 +21,8 @@ def agent():
 
 
 def test_soft_clipped_target_with_max_over_samples_by_hand():
-    # q_tp1[critic, state, sample]
-    q_tp1 = jnp.array(
+    # q_t[critic, state, sample]
+    q_t = jnp.array(
         [
             [[1.0, 4.0, 2.0], [-1.0, -3.0, 0.0]],
             [[3.0, 0.0, 2.0], [-2.0, 1.0, 5.0]],
@@ -31,11 +31,11 @@ def test_soft_clipped_target_with_max_over_samples_by_hand():
     # lmbda 0.75: 0.75 min + 0.25 max per sample, then max over the samples
     # state 0: (1, 3) -> 1.5, (0, 4) -> 1.0, (2, 2) -> 2.0          -> 2.0
     # state 1: (-2, -1) -> -1.75, (-3, 1) -> -2.0, (0, 5) -> 1.25    -> 1.25
-    np.testing.assert_allclose(common.soft_clipped_max_over_samples(q_tp1, 0.75), [2.0, 1.25], rtol=1e-6)
+    np.testing.assert_allclose(common.soft_clipped_max_over_samples(q_t, 0.75), [2.0, 1.25], rtol=1e-6)
     # lmbda 1 is the plain clipped double Q: max_i min_j = [2, 0]
-    np.testing.assert_allclose(common.soft_clipped_max_over_samples(q_tp1, 1.0), [2.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(common.soft_clipped_max_over_samples(q_t, 1.0), [2.0, 0.0], rtol=1e-6)
     r, d = jnp.array([1.0, -0.5]), jnp.array([0.0, 1.0])
-    y = common.td_target(r, 0.99, d, common.soft_clipped_max_over_samples(q_tp1, 0.75))
+    y = common.td_target(r, 0.99, d, common.soft_clipped_max_over_samples(q_t, 0.75))
     np.testing.assert_allclose(y, [1.0 + 0.99 * 2.0, -0.5], rtol=1e-6)
 
 

@@ -21,18 +21,18 @@ def test_polyak_update_by_hand():
 
 
 def test_target_policy_smoothing_by_hand():
-    pi_tp1 = jnp.array([0.9, -0.2, 0.0, -0.8])
+    pi_t = jnp.array([0.9, -0.2, 0.0, -0.8])
     noise = jnp.array([0.7, -0.3, -0.9, -0.1])
     # 0.9 + clip(0.7)=0.5 -> 1.4 -> 1.0 ; -0.2 - 0.3 = -0.5 ; 0 + clip(-0.9)=-0.5 ; -0.8 - 0.1 = -0.9
-    out = td3.smoothed_target_action(pi_tp1, noise, 0.5)
+    out = td3.smoothed_target_action(pi_t, noise, 0.5)
     np.testing.assert_allclose(out, [1.0, -0.5, -0.5, -0.9], rtol=1e-6)
 
 
 def test_clipped_double_q_target_by_hand():
     r = jnp.array([1.0, 0.5, -1.0])
     d = jnp.array([0.0, 1.0, 0.0])
-    q_tp1 = jnp.array([[2.0, 5.0, -3.0], [3.0, 1.0, -4.0]])  # [critic, batch]
-    y = common.td_target(r, 0.99, d, common.clipped_double_q(q_tp1))
+    q_t = jnp.array([[2.0, 5.0, -3.0], [3.0, 1.0, -4.0]])  # [critic, batch]
+    y = common.td_target(r, 0.99, d, common.clipped_double_q(q_t))
     # 1 + 0.99 * min(2, 3); terminal: 0.5 ; -1 + 0.99 * min(-3, -4)
     np.testing.assert_allclose(y, [1.0 + 0.99 * 2.0, 0.5, -1.0 - 0.99 * 4.0], rtol=1e-6)
 
