@@ -54,11 +54,11 @@ def test_mmd_by_hand():
 
 def test_target_and_variance_by_hand():
     # 2 states x 3 target actions, twin critics: rows 0-2 are state 0's, 3-5 state 1's.
-    q_tp1 = jnp.array([[1.0, 4.0, 2.0, -1.0, 0.0, -2.0], [3.0, 0.0, 2.0, -3.0, 1.0, -2.0]])
-    var_tp1 = jnp.array([[0.1, 0.5, 0.2, 0.3, 0.0, 0.1], [0.1, 0.0, 0.6, 0.3, 0.4, 0.0]])
+    q_t = jnp.array([[1.0, 4.0, 2.0, -1.0, 0.0, -2.0], [3.0, 0.0, 2.0, -3.0, 1.0, -2.0]])
+    var_t = jnp.array([[0.1, 0.5, 0.2, 0.3, 0.0, 0.1], [0.1, 0.0, 0.6, 0.3, 0.4, 0.0]])
     r = jnp.array([1.0, 0.5])
     d = jnp.array([0.0, 1.0])
-    y, var = uwac.uwac_target(r, 0.9, d, q_tp1, var_tp1, 3)
+    y, var = uwac.uwac_target(r, 0.9, d, q_t, var_t, 3)
     # state 0: 0.75 min + 0.25 max per action = [1.5, 1.0, 2.0] -> max 2.0; y = 1 + 0.9 * 2
     # state 1 is terminal: y = 0.5
     np.testing.assert_allclose(y, [1.0 + 0.9 * 2.0, 0.5], rtol=1e-6)
@@ -67,14 +67,14 @@ def test_target_and_variance_by_hand():
 
 
 def test_weighted_critic_loss_by_hand():
-    q_t = jnp.array([[1.0, 2.0], [0.0, 3.0]])  # [critic, batch]
+    q_tm1 = jnp.array([[1.0, 2.0], [0.0, 3.0]])  # [critic, batch]: Q(s, a)
     y = jnp.array([1.5, 1.0])
     w = jnp.array([1.0, 0.5])
     # critic 1: ((1 - 1.5) 1)^2 = 0.25, ((2 - 1) 0.5)^2 = 0.25 -> 0.25
     # critic 2: ((0 - 1.5) 1)^2 = 2.25, ((3 - 1) 0.5)^2 = 1.0  -> 1.625
-    np.testing.assert_allclose(uwac.weighted_critic_loss(q_t, y, w), 1.875, rtol=1e-6)
+    np.testing.assert_allclose(uwac.weighted_critic_loss(q_tm1, y, w), 1.875, rtol=1e-6)
     # the penalty: 0.1 * sum_i mean relu(Q_i) Var, Var = [2, 1]: (2 + 2)/2 + (0 + 3)/2 = 3.5
-    np.testing.assert_allclose(uwac.q_penalty_loss(q_t, jnp.array([2.0, 1.0]), 0.1, False), 0.35, rtol=1e-6)
+    np.testing.assert_allclose(uwac.q_penalty_loss(q_tm1, jnp.array([2.0, 1.0]), 0.1, False), 0.35, rtol=1e-6)
 
 
 def test_lagrange_multiplier_direction_and_clamp():
