@@ -22,14 +22,29 @@ of the VAE's decoder per state, with the reference's kernels
 exp(-||x - y||^2 / (2 sigma)) (gaussian) or exp(-||x - y||_1 / (2 sigma))
 (laplacian): note 2 sigma, not 2 sigma^2, as the reference writes it.
 
+Networks as the reference builds them: the policy is rlkit's
+TanhGaussianPolicy, the VAE BEAR's VAEPolicy (torch nn.Linear layers), the
+critics and their targets FlattenDropout_Mlp (rlkit's fanin_init, biases
+0.1, last layer U(+-3e-3); dropout 0.1 after each hidden ReLU, on in every
+pass; with --SN, spectral norm on every layer). Torch's spectral norm does
+one power iteration per forward in train mode, so per update each critic
+gets two (its qf.sample pass for its loss, its qf.multiple pass for the
+actor's Q, both on the pre-step weights) and each target one (its
+qf.multiple pass for y); the targets' polyak update averages parameters
+only, each keeps its own u. Here the iterated u and sigma live in the
+critics' "batch_stats" collection, threaded through those passes in that
+order; the optimiser and polyak see only "params".
+
 Deviations from the reference (each also commented where it happens):
-- no spectral norm on the critics (the example script's --SN default is
-  True) and PyTorch's default init for them instead of rlkit's;
 - the actor's gradient uses the critics before this update's critic step
   (rlkit's torch 0.4.1 backprops the policy loss after `qf.step()` through
   weights updated in place, mixing old activations and new weights);
 - `q_values` (no key in the interface) is a dropout-off pass, not the mean
-  of 100 stochastic passes.
+  of 100 stochastic passes;
+- evaluation passes (`act`, `q_values`): torch's eval mode reuses the stored
+  spectral-norm u and v, flax's SpectralNorm always does one power
+  iteration from the stored u (without storing it): one more power step of
+  an estimate that training has already converged.
 """
 import functools
 from typing import Any
@@ -149,6 +164,24 @@ def uncertainty_weight(var, beta, clip_bottom=0.0, clip_top=1.0, use_exp_weight=
     """The reference's _get_weight: w = clamp(exp(-beta Var), bottom, top) or clamp(beta / Var, ...), no gradient."""
     weight = jnp.exp(-beta * var) if use_exp_weight else beta / var
     return jax.lax.stop_gradient(jnp.clip(weight, clip_bottom, clip_top))
+
+
+def init_critic(critic_net, key, obs, action):
+    """The critic's variables at init: the initialisers' raw params (torch's weight_orig) and spectral norm's u.
+
+    flax's SpectralNorm writes the NORMALISED kernel back into "params" at
+    init (its map_variables is mutable there), where torch keeps the raw init
+    as weight_orig and divides by sigma in every forward. The forward is the
+    same either way (W / sigma(W) is scale-free), but Adam's steps and the
+    polyak averages act on the stored scale: rlkit's last layer at U(+-3e-3)
+    would start ~100x larger. So the params come from the same network
+    without spectral norm, with the same key (same values before the
+    normalisation); the u vectors from the spectral-norm init.
+    """
+    variables = critic_net.init(key, obs, action)
+    if critic_net.spectral_norm:
+        variables = {**variables, "params": critic_net.clone(spectral_norm=False).init(key, obs, action)["params"]}
+    return variables
 
 
 # ----------------------------------------------------------------- target
@@ -292,7 +325,11 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     actor_net = networks.TanhGaussianActor(
         tuple(config.actor_hidden_dims), act_dim, log_std_min=LOG_STD_MIN, log_std_max=LOG_STD_MAX
     )
-    critic_net = networks.EnsembleCritic(tuple(config.critic_hidden_dims), 2, dropout_rate=config.dropout_rate)
+    # FlattenDropout_Mlp: rlkit's Mlp init, dropout after each hidden ReLU, spectral norm on every layer (--SN).
+    critic_net = networks.EnsembleCritic(
+        tuple(config.critic_hidden_dims), 2, dropout_rate=config.dropout_rate, hidden_init=networks.rlkit_hidden,
+        output_init=networks.rlkit_output(CRITIC_INIT_W), spectral_norm=bool(config.spectral_norm),
+    )
     # Latent dim 2 * act_dim as in the example script's VAEPolicy.
     vae_net = networks.VAE(act_dim, 2 * act_dim, tuple(config.vae_hidden_dims))
     # PyTorch Adam defaults (betas 0.9, 0.999, eps 1e-8) are optax's defaults.
@@ -323,7 +360,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
         k_actor, k_critic, k_target, k_vae, k_sample = jax.random.split(key, 5)
         obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
         actor = actor_net.init(k_actor, obs)
-        critic = critic_net.init(k_critic, obs, act)
+        critic = init_critic(critic_net, k_critic, obs, act)
         vae = vae_net.init(k_vae, obs, act, k_sample)
         log_alpha = jnp.zeros((), jnp.float32)  # ptu.zeros(1): alpha starts at 1
         return UWACState(
@@ -331,7 +368,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
             critic=critic,
             # The example script builds target_qf1/2 as separately initialised
             # networks and never copies the critics into them: so do we.
-            critic_target=critic_net.init(k_target, obs, act),
+            critic_target=init_critic(critic_net, k_target, obs, act),
             vae=vae,
             log_alpha=log_alpha,
             actor_opt=actor_opt.init(actor),
@@ -405,7 +442,8 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
         """The reference's evaluation policy_fn: the argmax of Qbar_1 over `num_eval_actions` policy samples.
 
         Stochastic in the key (policy samples and dropout masks), as the
-        reference; num_eval_actions 0 gives tanh(mean) instead.
+        reference; num_eval_actions 0 gives tanh(mean) instead. The critics'
+        u is not stored (eval mode; see the docstring's last deviation).
         """
         if num_eval_actions == 0:
             return jnp.tanh(actor_net.apply(state.actor, obs)[0])
