@@ -358,6 +358,16 @@ def test_checkpoint_round_trip_of_a_run_state(small, tmp_path):
     for x, y in zip(jax.tree.leaves(restored), jax.tree.leaves(runs), strict=True):
         np.testing.assert_array_equal(x, y)
 
+def test_run_length_warning():
+    config = small_config("uwac").agent
+    assert config.warmup == 40_000  # the reference's
+    message = uwac.run_length_warning(config, 40_000)
+    assert "warmup=40000" in message and "40000 updates" in message and "never uses the critics" in message
+    assert uwac.run_length_warning(config, 40_001) is None
+    config.warmup = 3
+    assert uwac.run_length_warning(config, 2) is not None and uwac.run_length_warning(config, 4) is None
+
+
 def test_learns_the_optimal_action_on_expert_data():
     """One-step task, data a*(s) + N(0, 0.2^2): the policy acts a*(s) and Q ranks a* above a* + 0.3."""
     config = small_config("uwac", hidden=(64, 64))

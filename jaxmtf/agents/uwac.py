@@ -47,7 +47,7 @@ Deviations from the reference (each also commented where it happens):
   an estimate that training has already converged.
 """
 import functools
-from typing import Any
+from typing import Any, Optional
 
 import chex
 import flax.struct
@@ -316,6 +316,23 @@ def lagrange_step(optimizer, log_alpha, opt_state, mmd, target_mmd_thresh):
     loss_fn = lambda log_alpha: (-jnp.exp(log_alpha) * gap, None)
     log_alpha, opt_state, loss, _ = common.apply_gradients(optimizer, loss_fn, log_alpha, opt_state)
     return jnp.clip(log_alpha, LOG_ALPHA_MIN, LOG_ALPHA_MAX), opt_state, loss
+
+
+def run_length_warning(agent_config, num_updates) -> Optional[str]:
+    """A message when a run is too short for the policy ever to see the critics, else None.
+
+    Updates 0 ... num_updates - 1 run, and the actor's Q term is on from
+    update `warmup` (the reference's `_n_train_steps_total >= 40000`), so a
+    run of num_updates <= warmup never has it. For the driver or launcher to log.
+    """
+    warmup = int(agent_config.warmup)
+    if int(num_updates) > warmup:
+        return None
+    return (
+        f"UWAC's policy trains on the MMD term alone for the first warmup={warmup} updates (the reference's "
+        f"40000); this run of {int(num_updates)} updates never uses the critics in the actor: it only imitates "
+        f"the VAE. Lower config field 'agent.warmup' below num_updates."
+    )
 
 
 # ----------------------------------------------------------------- agent
