@@ -107,7 +107,25 @@ def mmd_laplacian(x, y, sigma):
 MMD_KERNELS = {"gaussian": mmd_gaussian, "laplacian": mmd_laplacian}
 
 
-# ----------------------------------------------------------------- policy samples and MC dropout
+# ----------------------------------------------------------------- critics and policy samples
+
+
+def init_critic(critic_net, key, obs, action):
+    """The critic's variables at init: the initialisers' raw params (torch's weight_orig) and spectral norm's u.
+
+    flax's SpectralNorm writes the NORMALISED kernel back into "params" at
+    init (its map_variables is mutable there), where torch keeps the raw init
+    as weight_orig and divides by sigma in every forward. The forward is the
+    same either way (W / sigma(W) is scale-free), but Adam's steps and the
+    polyak averages act on the stored scale: rlkit's last layer at U(+-3e-3)
+    would start ~100x larger. So the params come from the same network
+    without spectral norm, with the same key (same values before the
+    normalisation); the u vectors from the spectral-norm init.
+    """
+    variables = critic_net.init(key, obs, action)
+    if critic_net.spectral_norm:
+        variables = {**variables, "params": critic_net.clone(spectral_norm=False).init(key, obs, action)["params"]}
+    return variables
 
 
 def policy_samples(actor_apply, actor, obs, key, num_samples):
@@ -160,31 +178,16 @@ def mc_dropout(critic_apply, critic, obs, action, key, num_passes, pass_batch, u
     return jnp.mean(q, axis=0), jnp.var(q, axis=0, ddof=1), {**critic, **stats}
 
 
+
+
+
+# ----------------------------------------------------------------- target
+
+
 def uncertainty_weight(var, beta, clip_bottom=0.0, clip_top=1.0, use_exp_weight=True):
     """The reference's _get_weight: w = clamp(exp(-beta Var), bottom, top) or clamp(beta / Var, ...), no gradient."""
     weight = jnp.exp(-beta * var) if use_exp_weight else beta / var
     return jax.lax.stop_gradient(jnp.clip(weight, clip_bottom, clip_top))
-
-
-def init_critic(critic_net, key, obs, action):
-    """The critic's variables at init: the initialisers' raw params (torch's weight_orig) and spectral norm's u.
-
-    flax's SpectralNorm writes the NORMALISED kernel back into "params" at
-    init (its map_variables is mutable there), where torch keeps the raw init
-    as weight_orig and divides by sigma in every forward. The forward is the
-    same either way (W / sigma(W) is scale-free), but Adam's steps and the
-    polyak averages act on the stored scale: rlkit's last layer at U(+-3e-3)
-    would start ~100x larger. So the params come from the same network
-    without spectral norm, with the same key (same values before the
-    normalisation); the u vectors from the spectral-norm init.
-    """
-    variables = critic_net.init(key, obs, action)
-    if critic_net.spectral_norm:
-        variables = {**variables, "params": critic_net.clone(spectral_norm=False).init(key, obs, action)["params"]}
-    return variables
-
-
-# ----------------------------------------------------------------- target
 
 
 def uwac_target(r_t, discount, terminal_t, q_t, var_t, num_actions):
@@ -259,7 +262,8 @@ def critic_loss_of(critic_params, critic_apply, critic, batch, y, var_y, weight,
     """qf1_loss + qf2_loss: weighted_critic_loss (+ q_penalty_loss) of Q_i(s_tm1, a_tm1), one dropout pass (qf.sample).
 
     The pass is the critics' first power iteration of the update. Returns
-    the loss and (q_tm1, `critic` (the pre-step params) with the iterated u).
+    the loss and (q_tm1, the variables after the pass: `critic`'s params,
+    i.e. the pre-step ones, with the iterated u).
     """
     q_tm1, stats = dropout_pass(critic_apply, {**critic, "params": critic_params}, batch.observations, batch.actions,
                                 key, update_stats=True)
@@ -418,9 +422,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
         # --- actor: -min_i Qbar_i(s, a_pi) w_pi (after warmup) + alpha (MMD - eps) ---
         # The VAE samples come from the VAE updated above, as in the reference
         # (its decode_multiple runs after vae_optimizer.step()); MMD on pre-tanh actions.
-        raw_beta_tm1 = jax.lax.stop_gradient(
-            vae_net.apply(vae, common.repeat_samples(obs, num_mmd), k_z, method=networks.VAE.sample_raw)
-        )
+        raw_beta_tm1 = vae_net.apply(vae, common.repeat_samples(obs, num_mmd), k_z, method=networks.VAE.sample_raw)
         # Deviation (see the docstring): through the critics before this update's
         # critic step (`critic` holds the pre-step params), their power iteration 2.
         actor_loss_fn = functools.partial(
