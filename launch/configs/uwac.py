@@ -17,6 +17,8 @@ def get_config():
     agent.critic_hidden_dims = (256, 256)  # MC-dropout critic MLP widths, twin critics
     agent.vae_hidden_dims = (750, 750)  # behaviour VAE encoder and decoder widths (BEAR's VAEPolicy)
     agent.dropout_rate = 0.1  # critic dropout after each hidden layer, on in every pass (--drop_rate)
+    # Spectral norm on every critic layer (targets too), one power iteration per training forward (--SN, True).
+    agent.spectral_norm = True
     agent.num_dropout_samples = 100  # stochastic passes for the mean and variance of Q (FlattenDropout_Mlp.multiple)
     agent.dropout_pass_batch = 10  # dropout passes computed together (memory vs parallelism; results equal)
     agent.num_target_actions = 10  # policy actions at s' whose best value is the target
