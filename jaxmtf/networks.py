@@ -61,12 +61,31 @@ def dense(x: jax.Array, width: int, layer_init: LayerInit, spectral_norm: bool =
     estimated by one power iteration per call from the `u` vector kept in the
     "batch_stats" collection (torch.nn.utils.spectral_norm's n_power_iterations
     1); `update_stats` stores the iterated vector, as torch does in train mode.
+    Initialise such a module with `init_with_raw_kernels`.
     """
     kernel_init, bias_init = layer_init(x.shape[-1], width)
     layer = nn.Dense(width, kernel_init=kernel_init, bias_init=bias_init)
     if spectral_norm:
         return nn.SpectralNorm(layer, n_steps=1)(x, update_stats=update_stats)
     return layer(x)
+
+
+def init_with_raw_kernels(module: nn.Module, key, *inputs):
+    """`module.init(key, *inputs)`, with the initialisers' raw kernels where spectral norm is on.
+
+    flax's SpectralNorm writes the NORMALISED kernel back into "params" at
+    init (its map_variables is mutable there), where torch keeps the raw init
+    as weight_orig and divides by sigma in every forward. The forward is the
+    same either way (W / sigma(W) is scale-free), but Adam's steps and polyak
+    averages act on the stored scale: rlkit's last layer at U(+-3e-3) would
+    start ~100x larger. So the params come from the same module without
+    spectral norm and the same key (the same values before normalisation),
+    the u vectors ("batch_stats") from the spectral-norm init.
+    """
+    variables = module.init(key, *inputs)
+    if getattr(module, "spectral_norm", False):
+        variables = {**variables, "params": module.clone(spectral_norm=False).init(key, *inputs)["params"]}
+    return variables
 
 
 class MLP(nn.Module):

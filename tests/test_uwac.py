@@ -273,7 +273,7 @@ def test_critics_are_rlkit_mlps_with_spectral_norm_on_every_layer(small):
                            state.critic_target["params"]["VmapCritic_0"]["MLP_0"]["Dense_0"]["kernel"])
 
     # 50 training passes (update_stats) from the initial weights: sigma converges to each layer's top singular value.
-    apply = networks.EnsembleCritic((32, 32), 2, spectral_norm=True).apply  # the agent's structure (init aside)
+    apply = networks.EnsembleCritic((32, 32), num_critics=2, spectral_norm=True).apply  # the agent's structure (init aside)
     obs, action = _batch().observations, _batch().actions
 
     def one_pass(_, critic):
@@ -324,7 +324,7 @@ def test_update_threads_the_power_iterations_and_polyaks_params_only(small):
 
 def test_mc_dropout_takes_one_power_iteration_for_all_its_passes(small):
     critic = small[3].critic  # the agent's twin critics, here with dropout 0.5
-    apply = networks.EnsembleCritic((32, 32), 2, dropout_rate=0.5, spectral_norm=True).apply
+    apply = networks.EnsembleCritic((32, 32), num_critics=2, dropout_rate=0.5, spectral_norm=True).apply
     obs, action = _batch().observations, _batch().actions
     key = jax.random.PRNGKey(1)
     mean, var, after = jax.jit(lambda c: uwac.mc_dropout(apply, c, obs, action, key, 6, 4, update_stats=True))(critic)

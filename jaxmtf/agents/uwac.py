@@ -110,24 +110,6 @@ MMD_KERNELS = {"gaussian": mmd_gaussian, "laplacian": mmd_laplacian}
 # ----------------------------------------------------------------- critics and policy samples
 
 
-def init_critic(critic_net, key, obs, action):
-    """The critic's variables at init: the initialisers' raw params (torch's weight_orig) and spectral norm's u.
-
-    flax's SpectralNorm writes the NORMALISED kernel back into "params" at
-    init (its map_variables is mutable there), where torch keeps the raw init
-    as weight_orig and divides by sigma in every forward. The forward is the
-    same either way (W / sigma(W) is scale-free), but Adam's steps and the
-    polyak averages act on the stored scale: rlkit's last layer at U(+-3e-3)
-    would start ~100x larger. So the params come from the same network
-    without spectral norm, with the same key (same values before the
-    normalisation); the u vectors from the spectral-norm init.
-    """
-    variables = critic_net.init(key, obs, action)
-    if critic_net.spectral_norm:
-        variables = {**variables, "params": critic_net.clone(spectral_norm=False).init(key, obs, action)["params"]}
-    return variables
-
-
 def policy_samples(actor_apply, actor, obs, key, num_samples):
     """a = tanh(u), u = mean(s) + std(s) eps: `num_samples` reparameterised actions per state, a and u [B, n, A].
 
@@ -348,7 +330,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     )
     # FlattenDropout_Mlp: rlkit's Mlp init, dropout after each hidden ReLU, spectral norm on every layer (--SN).
     critic_net = networks.EnsembleCritic(
-        tuple(config.critic_hidden_dims), 2, dropout_rate=config.dropout_rate, hidden_init=networks.rlkit_hidden,
+        tuple(config.critic_hidden_dims), num_critics=2, dropout_rate=config.dropout_rate, hidden_init=networks.rlkit_hidden,
         output_init=networks.rlkit_output(CRITIC_INIT_W), spectral_norm=bool(config.spectral_norm),
     )
     # Latent dim 2 * act_dim as in the example script's VAEPolicy.
@@ -381,7 +363,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
         k_actor, k_critic, k_target, k_vae, k_sample = jax.random.split(key, 5)
         obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
         actor = actor_net.init(k_actor, obs)
-        critic = init_critic(critic_net, k_critic, obs, act)
+        critic = networks.init_with_raw_kernels(critic_net, k_critic, obs, act)
         vae = vae_net.init(k_vae, obs, act, k_sample)
         log_alpha = jnp.zeros((), jnp.float32)  # ptu.zeros(1): alpha starts at 1
         return UWACState(
@@ -389,7 +371,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
             critic=critic,
             # The example script builds target_qf1/2 as separately initialised
             # networks and never copies the critics into them: so do we.
-            critic_target=init_critic(critic_net, k_target, obs, act),
+            critic_target=networks.init_with_raw_kernels(critic_net, k_target, obs, act),
             vae=vae,
             log_alpha=log_alpha,
             actor_opt=actor_opt.init(actor),
