@@ -1,6 +1,8 @@
 """Offline RL agents, one module per algorithm, built by `make_agent(config, obs_dim, act_dim)`."""
 import importlib
 
+from absl import logging
+
 from jaxmtf.agents.common import Agent
 
 # config.algo -> module under jaxmtf.agents. DDPG is a TD3 config (one critic,
@@ -21,3 +23,13 @@ def make_agent(config, obs_dim: int, act_dim: int) -> Agent:
         raise ValueError(f"config field 'algo': unknown algorithm {config.algo!r} (known: {sorted(ALGORITHMS)})")
     module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[config.algo]}")
     return module.make_agent(config.agent, obs_dim, act_dim)
+
+
+def run_length_warnings(config) -> None:
+    """Warns when a run is too short for its agent's warm-up (see each module's `run_length_warning`)."""
+    module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[config.algo]}")
+    check = getattr(module, "run_length_warning", None)
+    if check is not None:
+        message = check(config.agent, int(config.num_updates))
+        if message:
+            logging.warning("%s", message)
