@@ -341,28 +341,55 @@ class _Clock:
 
 
 def run_loop(run: RunSetup, config, eval_fn: Optional[Callable], stop_at: int) -> LoopResult:
-    """Chunks until `stop_at` updates; logs every chunk, evaluates and checkpoints when due."""
+    """Chunks until `stop_at` updates; logs every chunk, evaluates and checkpoints when due.
+
+    The host's logging overlaps the device's work: JAX dispatches a chunk
+    asynchronously, so each chunk is dispatched before the previous chunk's
+    metrics are pulled and written. A chunk donates the run state it is
+    given, so a step that evaluates or checkpoints must use its state before
+    the next chunk is dispatched: those steps are synchronous (log, evaluate,
+    checkpoint, then dispatch), and so is the first chunk, timed apart with
+    its compilation. The records are the same either way; only when they are
+    written moves.
+    """
     chunk_size, num_updates = int(config.chunk_size), int(config.num_updates)
     eval_every = int(config.get("eval_every", 0) or 0) if eval_fn is not None else 0
     checkpoint_every = int(config.get("checkpoint_every", 0) or 0)
     state, step, records, clock = run.state, run.step, [], _Clock(run.step)
+    pending = None  # (step, metrics on device) of the chunk dispatched last, not logged yet
     while step < stop_at:
-        state, metrics = run.chunk_fn(state, run.data, run.hparams)
-        metrics = to_host(metrics)
+        state, metrics = run.chunk_fn(state, run.data, run.hparams)  # returns at once; the device runs it
         step += chunk_size
-        clock.chunk_done(step)
-        records = _log_chunk(run, step, metrics, clock, num_updates)
-        if eval_every and step % eval_every == 0:
-            results = to_host(eval_fn(run.agent, state.agent, step))
-            run.logger.log_eval(list(rundir.per_run_records(step, results, run.run_labels, run.held)))
-        if (checkpoint_every and step % checkpoint_every == 0) or step == num_updates:
+        if pending is not None:
+            records = _log_chunk(run, *pending, clock, num_updates)  # the previous chunk, during this one
+        pending = (step, metrics)
+        evaluates, checkpoints = _due(step, eval_every), _due(step, checkpoint_every) or step == num_updates
+        if clock.compile_seconds is None or evaluates or checkpoints:
+            records, pending = _log_chunk(run, *pending, clock, num_updates), None
+        if evaluates:
+            _evaluate(run, eval_fn, state, step)
+        if checkpoints:
             run.checkpointer.save(step, state, run.meta)
+    if pending is not None:
+        records = _log_chunk(run, *pending, clock, num_updates)
     timed_updates, timed_seconds = clock.timed(step)
     return LoopResult(state, step, records, clock.compile_seconds, timed_updates, timed_seconds)
 
 
+def _due(step: int, every: int) -> bool:
+    return bool(every) and step % every == 0
+
+
+def _evaluate(run: RunSetup, eval_fn: Callable, state: RunState, step: int) -> None:
+    results = to_host(eval_fn(run.agent, state.agent, step))
+    run.logger.log_eval(list(rundir.per_run_records(step, results, run.run_labels, run.held)))
+
+
 def _log_chunk(run: RunSetup, step: int, metrics, clock: _Clock, num_updates: int) -> List[dict]:
-    """Writes one chunk's records (the runs this process holds) and a progress line; returns the records."""
+    """Pulls one chunk's metrics (waiting for the chunk), writes the records of the runs this process
+    holds and a progress line; returns the records."""
+    metrics = to_host(metrics)
+    clock.chunk_done(step)
     records = list(rundir.per_run_records(step, metrics, run.run_labels, run.held))
     run.logger.log_metrics(records)
     _progress(step, num_updates, *clock.timed(step), int(run.held.sum()))

@@ -7,6 +7,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import small_config
@@ -262,3 +263,27 @@ def test_a_resume_with_one_chunk_left_reports_its_final_metrics(tiny_dataset, tm
     # Resuming a finished run trains nothing: no final metrics from this call.
     again = training.train(config, tiny_dataset, str(tmp_path))
     assert again["step"] == 30 and again["final_metrics"] == [] and again["compile_and_first_chunk_seconds"] is None
+
+
+def _params_norm_eval(agent, agent_states, step):
+    """A stand-in evaluation: [S, H] sums of |actor params| (it reads the state that the next chunk donates)."""
+    del agent, step
+    return {"actor_abs": sum(jnp.abs(x).sum(axis=tuple(range(2, x.ndim))) for x in jax.tree.leaves(agent_states.actor))}
+
+
+def test_overlapped_loop_logs_what_chunk_by_chunk_training_logs(tiny_dataset, tmp_path):
+    """One call logs each chunk while the next one runs (evaluating at 20 in between); calls of one
+    chunk each (resuming from a checkpoint every chunk) log every chunk before going on: same files."""
+    one_call, by_chunk = str(tmp_path / "one_call"), str(tmp_path / "by_chunk")
+    config = small_config("td3", num_updates=50, checkpoint_every=0, eval_every=20)
+    straight = training.train(config, tiny_dataset, one_call, eval_fn=_params_norm_eval)
+    config.checkpoint_every = 10
+    for stop in (10, 20, 30, 40, 50):
+        last = training.train(config, tiny_dataset, by_chunk, eval_fn=_params_norm_eval, stop_after=stop)
+        assert last["step"] == stop
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert rundir.read_jsonl(os.path.join(one_call, name)) == rundir.read_jsonl(os.path.join(by_chunk, name))
+    assert [r["step"] for r in rundir.read_jsonl(os.path.join(one_call, "eval.jsonl"))] == [20, 20, 40, 40]
+    assert len(rundir.read_jsonl(os.path.join(one_call, "metrics.jsonl"))) == 5 * 2
+    _assert_trees_close(straight["state"], last["state"], rtol=0, atol=0)
+    assert straight["final_metrics"] == last["final_metrics"]
