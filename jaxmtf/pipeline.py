@@ -55,13 +55,19 @@ def simulator_eval_fn(config):
 
 
 def search_static(config) -> Dict[str, Any]:
-    """CEM over static fusion vectors; the winner with its evaluation (JSON-ready)."""
+    """CEM over static fusion vectors; the winner with its evaluation (JSON-ready).
+
+    `config.init_at_baseline` starts CEM's mean at the production baseline
+    weights and adds them to the finalists, so the winner scores at least
+    the baseline on the held-out users (it is the baseline when nothing beat it).
+    """
     env_params = collect.env_params_from_config(config)
     k_search, k_eval = jax.random.split(jax.random.PRNGKey(config.seed))
+    baseline = sim_env.baseline_action(env_params) if config.get("init_at_baseline", False) else None
     action, history = static_search.search_static_weights(
         k_search, env_params, num_generations=config.num_generations, population=config.population,
         num_elite=config.num_elite, num_users=config.num_users, num_heldout_users=config.num_heldout_users,
-        init_std=config.init_std,
+        init_std=config.init_std, init_mean=baseline, extra_finalists=None if baseline is None else baseline[None],
     )
     powers, biases = sim_env.fusion_from_action(action, env_params)
     value = (
