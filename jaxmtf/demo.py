@@ -6,9 +6,9 @@ one program, and scores every policy on the same fresh users with the same
 keys (common random numbers). Two tables: each policy's mean return with its
 95% CI over users, and, because every row met the same users, the paired
 differences of each learned seed (and of their mean) from the behaviour
-policy and from the best static weights: the per-user difference cancels
-what the rows share (which users were drawn), so its CI is far tighter than
-the rows' own.
+policy and from the static weights (and of the CEM winner from the baseline
+it starts at): the per-user difference cancels what the rows share (which
+users were drawn), so its CI is far tighter than the rows' own.
 """
 import os
 from typing import Any, Dict, List, Tuple
@@ -24,6 +24,7 @@ from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies
 from jaxmtf.stats import ci95_halfwidth, paired_difference
 
+BASELINE_ROW = "production baseline weights"
 STATIC_ROW = "best static weights (CEM)"
 OVER_SEEDS = " (CI over seeds)"  # the seeds' mean row of the results table; its paired CIs are over users
 PAIRED_KEY = "paired_differences"  # results.json: {learned row: {baseline row: difference and CI}}
@@ -50,7 +51,10 @@ def run_demo(config, workdir: str) -> Dict[str, str]:
     key = jax.random.PRNGKey(config.seed + 2)
     fixed_rows = _score_policies(config, key, collect_config, env_params, static)
     learned_rows = _score_learned(config, key, train_config, summary, env_params)
-    paired = paired_differences(learned_rows, [fixed_rows[0], _row(fixed_rows, STATIC_ROW)])
+    # Learned rows against the logger and both static rows; the CEM row against the other two shows
+    # whether the search beat the baseline it starts from.
+    baselines = [fixed_rows[0], _row(fixed_rows, BASELINE_ROW), _row(fixed_rows, STATIC_ROW)]
+    paired = paired_differences(learned_rows + [_row(fixed_rows, STATIC_ROW)], baselines)
     out = {"table": results_table(fixed_rows + learned_rows, env_params.task_names[:2]),
            "paired_table": paired_table(paired, config.eval_users)}
     out["markdown"] = out["table"] + "\n\n" + out["paired_table"]
@@ -88,7 +92,7 @@ def _score_policies(config, key, collect_config, env_params, static) -> List[Row
     behaviour_policy, behaviour_params, _ = collect.behaviour(collect_config, env_params, jax.random.PRNGKey(config.seed))
     named = [
         (f"behaviour ({collect_config.pipeline}, logged the data)", behaviour_policy.apply, behaviour_params),
-        ("production baseline weights", fixed, sim_env.baseline_action(env_params)),
+        (BASELINE_ROW, fixed, sim_env.baseline_action(env_params)),
         (STATIC_ROW, fixed, np.asarray(static["action"], np.float32)),
         ("hand-written state-dependent (switch)", policies.bounce_switch_policy(env_params).apply,
          policies.default_switch_params(env_params)),
@@ -120,32 +124,38 @@ def _row(rows: List[Row], name: str) -> Row:
     return next(row for row in rows if row[0] == name)
 
 
-def paired_differences(learned: List[Row], baselines: List[Row]) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """{learned row: {baseline row: {difference, ci95, low, high}}}: the per-user difference in
-    undiscounted return (learned minus baseline), its mean and 95% CI over the users."""
+def paired_differences(rows: List[Row], baselines: List[Row]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """{row: {baseline row: {difference, ci95, low, high}}}: the per-user difference in undiscounted
+    return (row minus baseline), its mean and 95% CI over the users; a row is not compared with itself."""
     out = {}
-    for name, _, returns in learned:
+    for name, _, returns in rows:
         against = out.setdefault(name.removesuffix(OVER_SEEDS), {})
         for base_name, _, base_returns in baselines:
+            if base_name == name:
+                continue
             mean, half = paired_difference(returns, base_returns)
             against[base_name] = {"difference": mean, "ci95": half, "low": mean - half, "high": mean + half}
     return out
 
 
 def paired_table(paired, num_users: int) -> str:
-    """The paired differences as markdown: one row per learned policy, one column per baseline."""
-    baselines = list(next(iter(paired.values())))
+    """The paired differences as markdown: one row per compared policy, one column per baseline."""
+    baselines = list(dict.fromkeys(base for against in paired.values() for base in against))
     lines = [
-        f"Paired on the same {num_users} users: learned minus baseline, undiscounted return, "
-        "mean and 95% CI over users (the seeds' mean: each user's return averaged over the seeds).",
+        f"Paired on the same {num_users} users: row minus column, undiscounted return, mean and "
+        "95% CI over users (the seeds' mean: each user's return averaged over the seeds).",
         "",
         "| policy | " + " | ".join(f"vs {b}" for b in baselines) + " |",
         "|" + " --- |" * (1 + len(baselines)),
     ]
     for name, against in paired.items():
-        cells = [f"{d['difference']:+.1f} ({d['low']:.1f} .. {d['high']:.1f})" for d in against.values()]
+        cells = [_paired_cell(against.get(base)) for base in baselines]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _paired_cell(d) -> str:
+    return "—" if d is None else f"{d['difference']:+.1f} ({d['low']:.1f} .. {d['high']:.1f})"
 
 
 def results_table(rows: List[Row], tasks) -> str:
