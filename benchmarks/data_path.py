@@ -19,7 +19,7 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxmtf import training  # noqa: E402
+from jaxmtf import run_config, training  # noqa: E402
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.data import dataset as dataset_lib  # noqa: E402
 from jaxmtf.data.collect import collect  # noqa: E402
@@ -37,7 +37,7 @@ def program_memory(dataset, num_seeds: int) -> dict:
     """XLA's memory analysis of the compiled TD3+BC chunk: arguments and temporaries, in MB."""
     config = td3_bc.get_config()
     agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
-    hparams, _ = training.hparam_grid(agent.default_hparams, "")
+    hparams, _ = run_config.hparam_grid(agent.default_hparams, "")
     state = jax.eval_shape(lambda: training.init_run_state(agent, list(range(num_seeds)), 1))
     chunk_fn = training.make_chunk_fn(agent, int(config.batch_size), 1000, seed_group_size=0)
     memory = chunk_fn.lower(state, dataset.as_transitions(), hparams).compile().memory_analysis()

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxmtf import training  # noqa: E402
+from jaxmtf import run_config, training  # noqa: E402
 from timing import best_rate  # noqa: E402
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.data import one_step_dataset  # noqa: E402
@@ -49,6 +49,28 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 20) -> float:
         jax.block_until_ready(matmul(a, a))
         best = min(best, time.perf_counter() - start)
     return 2.0 * n**3 / best
+
+
+def cpu_kind() -> dict:
+    """The CPU's model name and its widest vector extension (/proc/cpuinfo; empty where there is none)."""
+    model, flags = platform.processor(), set()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    vector = next((v for v in ("avx512f", "avx2", "avx") if v in flags), "")
+    return {"cpu_model": model, "cpu_vector_extension": vector}
+
+
+def machine_info(peak: float) -> dict:
+    """What every benchmark JSON records about the machine, with the matmul peak of the same run."""
+    return {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            "cpu_count": os.cpu_count(), "processor": platform.processor(), **cpu_kind(), "jax": jax.__version__,
+            "matmul_peak_gflop_per_s": round(peak / 1e9, 1)}
 
 
 def flops_per_update(agent, batch, hparams, period: int = 2) -> float:
@@ -82,7 +104,7 @@ def benchmark_config(algo: str):
 def measure(algo: str, num_seeds: int, chunk_size: int, window_seconds: float, dataset, seed_group: int) -> dict:
     config = benchmark_config(algo)
     agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
-    hparams, _ = training.hparam_grid(agent.default_hparams, "")
+    hparams, _ = run_config.hparam_grid(agent.default_hparams, "")
     chunk_fn = training.make_chunk_fn(agent, int(config.batch_size), chunk_size, seed_group)
     state = training.init_run_state(agent, list(range(num_seeds)), 1)
     data = jax.device_put(dataset.as_transitions())
@@ -193,9 +215,7 @@ def main():
                 row["peer_updates_per_s"] = peers[algo]["updates_per_s"]
             print(json.dumps(row), flush=True)
             results.append(row)
-    machine = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-               "cpu_count": os.cpu_count(), "processor": platform.processor(), "jax": jax.__version__,
-               "matmul_peak_gflop_per_s": round(peak / 1e9, 1)}
+    machine = machine_info(peak)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:

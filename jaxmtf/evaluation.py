@@ -2,7 +2,9 @@
 
 `evaluate_policy` rolls any policy out on fresh users and reports the mean
 discounted and undiscounted return, session length, per-task positive rates
-(responses per item shown) and 95% confidence intervals over users.
+(responses per item shown) and 95% confidence intervals over users;
+`evaluate_policy_per_user` also returns each user's return, for paired
+comparisons of policies scored on the same users.
 
 `evaluate_agents` does the same for a stack of trained agents [S, H] in one
 compiled program, and also reports the agent's own value estimate
@@ -10,10 +12,11 @@ Q(s_0, pi(s_0)) at the users' initial states against the true discounted
 return from those states: the overestimation measure of the BCQ paper.
 `make_eval_fn` packages it for the training driver (eval.jsonl).
 """
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmtf.agents import common
 from jaxmtf.sim import env as sim_env
@@ -21,9 +24,8 @@ from jaxmtf.sim.rollout import Trajectory, returns, rollout
 from jaxmtf.stats import ci95_halfwidth
 
 
-def _summarise(traj: Trajectory, discount: float, env_params: sim_env.EnvParams) -> Dict[str, jax.Array]:
-    """Means and 95% CI half-widths over users of one trajectory batch."""
-    per_user = returns(traj, discount)
+def _summarise(traj: Trajectory, per_user: Dict[str, jax.Array], env_params: sim_env.EnvParams) -> Dict[str, jax.Array]:
+    """Means and 95% CI half-widths over users of one trajectory batch, from its per-user `returns`."""
     num_users = traj.rewards.shape[1]
     out = {}
     for name in ("discounted", "undiscounted", "length"):
@@ -49,9 +51,26 @@ def evaluate_policy(
     discount: float = 0.99,
 ) -> Dict[str, float]:
     """True value of `policy_fn(params, obs, key) -> action` (one observation) on fresh users."""
+    return evaluate_policy_per_user(key, env_params, policy_fn, policy_params, num_users, discount)[0]
+
+
+def evaluate_policy_per_user(
+    key: jax.Array,
+    env_params: sim_env.EnvParams,
+    policy_fn: Callable,
+    policy_params,
+    num_users: int = 1024,
+    discount: float = 0.99,
+) -> Tuple[Dict[str, float], np.ndarray]:
+    """`evaluate_policy`'s summary and, from the same rollout, every user's undiscounted return [U].
+
+    Policies scored with the same key meet the same users with the same
+    randomness, so their per-user returns can be compared pairwise.
+    """
     traj = rollout(key, env_params, policy_fn, policy_params, num_users)
-    stats = _summarise(traj, discount, env_params)
-    return {k: float(v) for k, v in jax.device_get(stats).items()}
+    per_user = returns(traj, discount)
+    stats, user_returns = jax.device_get((_summarise(traj, per_user, env_params), per_user["undiscounted"]))
+    return {k: float(v) for k, v in stats.items()}, np.asarray(user_returns)
 
 
 def agent_policy_fn(agent: common.Agent) -> Callable:
@@ -68,20 +87,26 @@ def make_agent_evaluator(
     env_params: sim_env.EnvParams,
     num_users: int,
     discount: float,
+    with_user_returns: bool = False,
 ) -> Callable:
-    """jit(evaluate)(agent_states [S, H], key) -> {metric: [S, H]}; compiled once per shape."""
+    """jit(evaluate)(agent_states [S, H], key) -> {metric: [S, H]}; compiled once per shape.
+
+    `with_user_returns`: it returns ({metric: [S, H]}, undiscounted return [S, H, U]
+    of every user, from the same rollouts), for paired comparisons.
+    """
     policy = agent_policy_fn(agent)
 
     def one_agent(state, key):
         traj = rollout(key, env_params, policy, state, num_users)
-        stats = _summarise(traj, discount, env_params)
+        per_user = returns(traj, discount)
+        stats = _summarise(traj, per_user, env_params)
         # Overestimation: the agent's mean-over-critics Q at (s_0, pi(s_0)) vs the true return.
         q0 = jnp.mean(agent.q_values(state, traj.observations[0], traj.actions[0]), axis=0)
-        true0 = returns(traj, discount)["discounted"]
+        true0 = per_user["discounted"]
         stats["q_estimate_initial"] = jnp.mean(q0)
         stats["true_discounted_initial"] = jnp.mean(true0)
         stats["overestimation"] = jnp.mean(q0 - true0)
-        return stats
+        return (stats, per_user["undiscounted"]) if with_user_returns else stats
 
     def evaluate(agent_states, key):
         # Every run is scored on the same users (common random numbers across seeds and settings).

@@ -16,10 +16,9 @@ of S seeds x H settings reproduces the S*H separate runs exactly (and the H
 settings of a seed start from the same initial networks).
 """
 import functools
-import itertools
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import flax.struct
 import jax
@@ -27,10 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging as absl_logging
 
+from jaxmtf import agents
 from jaxmtf import checkpoint as checkpoint_lib
 from jaxmtf import rundir
 from jaxmtf.agents import common, make_agent
 from jaxmtf.data import dataset as dataset_lib
+from jaxmtf.run_config import ConfigError, hparam_grid, seed_group_field, validate_config
 from jaxmtf.types import Dataset, Transition
 
 
@@ -42,72 +43,6 @@ CPU_SEED_GROUP = 2
 class RunState:
     agent: Any  # the agent's state, [S, H, ...] per leaf except agent.step
     key: jax.Array  # [S, H, 2] raw PRNG keys of the batch sampling and update noise
-
-
-# ----------------------------------------------------------------- config
-
-
-class ConfigError(ValueError):
-    """A training config field is missing or inconsistent. The message names it."""
-
-
-def validate_config(config) -> None:
-    """Checks the driver's fields of a training config before anything is built."""
-    for field in ("algo", "agent", "num_updates", "chunk_size", "batch_size", "num_seeds", "seed"):
-        if field not in config:
-            raise ConfigError(f"config field '{field}': missing")
-    for field in ("num_updates", "chunk_size", "batch_size", "num_seeds"):
-        if int(config[field]) <= 0:
-            raise ConfigError(f"config field '{field}': must be positive, got {config[field]}")
-    _seed_group_field(config)
-    for field in ("eval_every", "checkpoint_every", "num_updates"):
-        value = int(config.get(field, 0) or 0)
-        if value and value % int(config.chunk_size):
-            raise ConfigError(
-                f"config field '{field}': {value} is not a multiple of chunk_size={config.chunk_size} "
-                "(logging, evaluation and checkpoints happen between chunks)"
-            )
-
-
-def parse_sweep(spec: str) -> Dict[str, List[float]]:
-    """"alpha=1,2.5,5;discount=0.9,0.99" -> {"alpha": [1, 2.5, 5], "discount": [0.9, 0.99]}."""
-    sweep = {}
-    for part in filter(None, (p.strip() for p in spec.split(";"))):
-        name, sep, values = part.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            sweep[name.strip()] = [float(v) for v in values.split(",") if v.strip()]
-        except ValueError:
-            raise ConfigError(f"config field 'sweep': cannot parse {part!r} (expected name=v1,v2,...; settings joined by ';')")
-    return sweep
-
-
-def hparam_grid(default_hparams: common.HParams, sweep) -> Tuple[common.HParams, List[Dict[str, float]]]:
-    """The cartesian grid of `sweep` over the defaults.
-
-    `sweep` is a mapping name -> list of values, or its string form
-    "name=v1,v2;other=v3" (what `--config.sweep` takes). Returns hparams with
-    leaves of shape [H], and one label per setting holding the swept values
-    (empty dicts when nothing is swept, H = 1).
-    """
-    sweep = parse_sweep(sweep) if isinstance(sweep, str) else dict(sweep or {})
-    for name, values in sweep.items():
-        if name not in default_hparams:
-            raise ConfigError(
-                f"config field 'sweep.{name}': not a sweepable hyperparameter of this agent "
-                f"(sweepable: {sorted(default_hparams)})"
-            )
-        if len(values) == 0:
-            raise ConfigError(f"config field 'sweep.{name}': empty list of values")
-    names = sorted(sweep)
-    settings = list(itertools.product(*(sweep[n] for n in names))) or [()]
-    labels = [dict(zip(names, map(float, values))) for values in settings]
-    hparams = {
-        name: jnp.asarray([label.get(name, float(default)) for label in labels], jnp.float32)
-        for name, default in default_hparams.items()
-    }
-    return hparams, labels
 
 
 # ----------------------------------------------------------------- compiled program
@@ -235,18 +170,11 @@ def seed_group_size(config, runs) -> int:
     devices every seed is vmapped (a loop over a sharded axis would serialise
     the devices).
     """
-    value = _seed_group_field(config)
+    value = seed_group_field(config)
     if runs is not None:
         return 0
     if value is None:
         return CPU_SEED_GROUP if jax.default_backend() == "cpu" else 0
-    return value
-
-
-def _seed_group_field(config):
-    value = config.get("seed_group_size", None)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ConfigError(f"config field 'seed_group_size': expected None (auto) or an integer >= 0, got {value!r}")
     return value
 
 
@@ -274,7 +202,23 @@ def to_host(tree):
     return jax.tree.map(one, tree)
 
 
-# ----------------------------------------------------------------- host loop
+# ----------------------------------------------------------------- set-up
+
+
+class RunSetup(NamedTuple):
+    """What `set_up` builds for the loop: the program, its inputs on device, the run directory."""
+
+    agent: common.Agent  # acts on raw observations (normalises them itself)
+    chunk_fn: Callable  # the compiled chunk of the agent that trains on the (normalised) data
+    state: RunState  # initial, or restored from the newest checkpoint
+    step: int  # updates already done (0, or the checkpoint's step)
+    data: Transition  # the training data, on device
+    hparams: common.HParams  # leaves [H], on device
+    run_labels: List[Dict[str, Any]]  # one per (seed, setting): {"seed", "hparam_index", swept values}
+    held: np.ndarray  # [S, H] bool: the runs this process logs
+    logger: rundir.RunLogger
+    checkpointer: checkpoint_lib.Checkpointer
+    meta: Dict[str, Any]  # what the checkpoints record and restoring checks
 
 
 def prepare_data(config, dataset: Dataset) -> Tuple[Dataset, Optional[Dict[str, np.ndarray]]]:
@@ -283,6 +227,189 @@ def prepare_data(config, dataset: Dataset) -> Tuple[Dataset, Optional[Dict[str, 
         return dataset, None
     stats = dataset_lib.normalization_stats(dataset.observations)
     return dataset_lib.normalize(dataset, stats), stats
+
+
+def set_up(config, dataset: Dataset, workdir: str) -> RunSetup:
+    """Validates, normalises, builds the agent and its chunk, lays the runs out, restores."""
+    validate_config(config)
+    data, stats = prepare_data(config, dataset)
+    raw_agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
+    agents.run_length_warnings(config)
+    hparams, hparam_labels = hparam_grid(raw_agent.default_hparams, config.get("sweep", None))
+    seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
+    runs, replicated = _shardings(config, len(seeds), len(hparam_labels))
+    agent = common.with_obs_normalization(raw_agent, stats)
+    state = initial_run_state(agent, seeds, len(hparam_labels), runs, replicated)
+    meta = _checkpoint_meta(config, dataset, seeds, hparam_labels)
+    logger, checkpointer = _open_run_dir(config, workdir, stats)
+    try:
+        step, state = _restore(checkpointer, logger, state, meta)
+    except Exception:
+        checkpointer.close()
+        logger.close()
+        raise
+    return RunSetup(
+        agent=agent,
+        chunk_fn=make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size), seed_group_size(config, runs)),
+        state=state,
+        step=step,
+        data=jax.device_put(data.as_transitions(), replicated),  # replicated None: the default device
+        hparams=jax.device_put(hparams, replicated),
+        run_labels=[{"seed": s, "hparam_index": h, **label} for s in seeds for h, label in enumerate(hparam_labels)],
+        held=held_runs(len(seeds), len(hparam_labels), runs),
+        logger=logger,
+        checkpointer=checkpointer,
+        meta=meta,
+    )
+
+
+def _shardings(config, num_seeds: int, num_hparams: int):
+    """`run_sharding`'s layout, or (None, None) when config.shard_runs is off (one process only)."""
+    if config.get("shard_runs", True):
+        return run_sharding(num_seeds, num_hparams)
+    if jax.process_count() > 1:
+        raise ConfigError("config field 'shard_runs': must be True in a run of several processes")
+    return None, None
+
+
+def _checkpoint_meta(config, dataset: Dataset, seeds, hparam_labels) -> Dict[str, Any]:
+    """What produced a checkpoint; a resume with another config fails naming the field that differs."""
+    return {
+        "algo": config.algo,
+        "agent": config.agent.to_dict(),
+        "obs_dim": dataset.obs_dim,
+        "act_dim": dataset.act_dim,
+        "num_transitions": dataset.size,
+        "seeds": seeds,
+        "hparam_settings": hparam_labels,
+        "batch_size": int(config.batch_size),
+        "chunk_size": int(config.chunk_size),
+    }
+
+
+def _open_run_dir(config, workdir: str, stats) -> Tuple[rundir.RunLogger, checkpoint_lib.Checkpointer]:
+    """Writes config.json (and the normalisation stats); opens the logs and the checkpoints."""
+    os.makedirs(workdir, exist_ok=True)
+    process, num_processes = jax.process_index(), jax.process_count()
+    if process == 0:  # the same in every process of a multi-host run
+        rundir.write_json(os.path.join(workdir, rundir.CONFIG_FILE), config.to_dict())
+        if stats is not None:
+            rundir.write_json(os.path.join(workdir, "normalization.json"), stats)
+    logger = rundir.RunLogger(workdir, config.get("tensorboard", False), process, num_processes)
+    checkpointer = checkpoint_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"), max_to_keep=config.get("keep_checkpoints", 3)
+    )
+    return logger, checkpointer
+
+
+def _restore(checkpointer, logger, state: RunState, meta) -> Tuple[int, RunState]:
+    """(step, state) of the newest checkpoint, dropping the log lines written after it; else (0, state)."""
+    restored = checkpointer.restore_latest(state, meta)
+    if restored is None:
+        return 0, state
+    step, state = restored
+    logger.truncate_after(step)
+    absl_logging.info("resumed from the checkpoint at update %d in %s", step, logger.workdir)
+    return step, state
+
+
+# ----------------------------------------------------------------- host loop
+
+
+class LoopResult(NamedTuple):
+    state: RunState
+    step: int
+    final_records: List[dict]  # the log records of the last chunk this call ran ([] if it ran none)
+    compile_seconds: Optional[float]  # compile + the first chunk of this call (None if it ran none)
+    timed_updates: int  # updates per run after the first chunk of this call
+    timed_seconds: float  # wall time of those updates, host work included
+
+
+class _Clock:
+    """Times a call's chunks: the first (compile included) apart from the rest."""
+
+    def __init__(self, step: int):
+        self.start, self.start_step, self.compile_seconds = time.time(), step, None
+
+    def chunk_done(self, step: int) -> None:
+        if self.compile_seconds is None:
+            self.compile_seconds = time.time() - self.start
+            self.start, self.start_step = time.time(), step
+
+    def timed(self, step: int) -> Tuple[int, float]:
+        return step - self.start_step, time.time() - self.start
+
+
+def run_loop(run: RunSetup, config, eval_fn: Optional[Callable], stop_at: int) -> LoopResult:
+    """Chunks until `stop_at` updates; logs every chunk, evaluates and checkpoints when due.
+
+    The host's logging overlaps the device's work: JAX dispatches a chunk
+    asynchronously, so each chunk is dispatched before the previous chunk's
+    metrics are pulled and written. A chunk donates the run state it is
+    given, so a step that evaluates or checkpoints must use its state before
+    the next chunk is dispatched: those steps are synchronous (log, evaluate,
+    checkpoint, then dispatch), and so is the first chunk, timed apart with
+    its compilation. The records are the same either way; only when they are
+    written moves.
+    """
+    chunk_size, num_updates = int(config.chunk_size), int(config.num_updates)
+    eval_every = int(config.get("eval_every", 0) or 0) if eval_fn is not None else 0
+    checkpoint_every = int(config.get("checkpoint_every", 0) or 0)
+    state, step, records, clock = run.state, run.step, [], _Clock(run.step)
+    pending = None  # (step, metrics on device) of the chunk dispatched last, not logged yet
+    while step < stop_at:
+        state, metrics = run.chunk_fn(state, run.data, run.hparams)  # returns at once; the device runs it
+        step += chunk_size
+        if pending is not None:
+            records = _log_chunk(run, *pending, clock, num_updates)  # the previous chunk, during this one
+        pending = (step, metrics)
+        evaluates, checkpoints = _due(step, eval_every), _due(step, checkpoint_every) or step == num_updates
+        if clock.compile_seconds is None or evaluates or checkpoints:
+            records, pending = _log_chunk(run, *pending, clock, num_updates), None
+        if evaluates:
+            _evaluate(run, eval_fn, state, step)
+        if checkpoints:
+            run.checkpointer.save(step, state, run.meta)
+    if pending is not None:
+        records = _log_chunk(run, *pending, clock, num_updates)
+    timed_updates, timed_seconds = clock.timed(step)
+    return LoopResult(state, step, records, clock.compile_seconds, timed_updates, timed_seconds)
+
+
+def _due(step: int, every: int) -> bool:
+    return bool(every) and step % every == 0
+
+
+def _evaluate(run: RunSetup, eval_fn: Callable, state: RunState, step: int) -> None:
+    results = to_host(eval_fn(run.agent, state.agent, step))
+    run.logger.log_eval(list(rundir.per_run_records(step, results, run.run_labels, run.held)))
+
+
+def _log_chunk(run: RunSetup, step: int, metrics, clock: _Clock, num_updates: int) -> List[dict]:
+    """Pulls one chunk's metrics (waiting for the chunk), writes the records of the runs this process
+    holds and a progress line; returns the records."""
+    metrics = to_host(metrics)
+    clock.chunk_done(step)
+    records = list(rundir.per_run_records(step, metrics, run.run_labels, run.held))
+    run.logger.log_metrics(records)
+    _progress(step, num_updates, *clock.timed(step), int(run.held.sum()))
+    return records
+
+
+def _progress(step, num_updates, done, elapsed, num_runs):
+    """One log line: updates/s per run and in total over this process's runs, ETA."""
+    if done <= 0 or elapsed <= 0:
+        absl_logging.info("update %d/%d (compiled)", step, num_updates)
+        return
+    rate = done / elapsed
+    eta = (num_updates - step) / rate
+    absl_logging.info(
+        "update %d/%d  %.0f updates/s per run (%.0f total over %d runs)  ETA %.0fs",
+        step, num_updates, rate, rate * num_runs, num_runs, eta,
+    )
+
+
+# ----------------------------------------------------------------- the driver
 
 
 def train(
@@ -307,110 +434,31 @@ def train(
     and orbax writes one checkpoint of the whole state, which any number of
     processes can resume.
     """
-    validate_config(config)
-    data, stats = prepare_data(config, dataset)
-    raw_agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
-    agent = common.with_obs_normalization(raw_agent, stats)
-    hparams, hparam_labels = hparam_grid(raw_agent.default_hparams, config.get("sweep", None))
-    seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
-    run_labels = [{"seed": s, "hparam_index": h, **label} for s in seeds for h, label in enumerate(hparam_labels)]
-
-    os.makedirs(workdir, exist_ok=True)
-    process, num_processes = jax.process_index(), jax.process_count()
-    if process == 0:  # the same in every process of a multi-host run
-        rundir.write_json(os.path.join(workdir, rundir.CONFIG_FILE), config.to_dict())
-        if stats is not None:
-            rundir.write_json(os.path.join(workdir, "normalization.json"), stats)
-    logger = rundir.RunLogger(workdir, config.get("tensorboard", False), process, num_processes)
-    checkpointer = checkpoint_lib.Checkpointer(
-        os.path.join(workdir, "checkpoints"), max_to_keep=config.get("keep_checkpoints", 3)
-    )
-    meta = {
-        "algo": config.algo,
-        "agent": config.agent.to_dict(),
-        "obs_dim": dataset.obs_dim,
-        "act_dim": dataset.act_dim,
-        "num_transitions": dataset.size,
-        "seeds": seeds,
-        "hparam_settings": hparam_labels,
-        "batch_size": int(config.batch_size),
-        "chunk_size": int(config.chunk_size),
-    }
-
-    if not config.get("shard_runs", True) and num_processes > 1:
-        raise ConfigError("config field 'shard_runs': must be True in a run of several processes")
-    runs_sharding, replicated = (
-        run_sharding(len(seeds), len(hparam_labels)) if config.get("shard_runs", True) else (None, None)
-    )
-    state = initial_run_state(agent, seeds, len(hparam_labels), runs_sharding, replicated)
-    held = held_runs(len(seeds), len(hparam_labels), runs_sharding)  # the runs this process logs
-    step = 0
-    restored = checkpointer.restore_latest(state, meta)
-    if restored is not None:
-        step, state = restored
-        logger.truncate_after(step)
-        absl_logging.info("resumed from the checkpoint at update %d in %s", step, workdir)
-
-    chunk_fn = make_chunk_fn(
-        raw_agent, int(config.batch_size), int(config.chunk_size), seed_group_size(config, runs_sharding)
-    )
-    data = jax.device_put(data.as_transitions(), replicated)  # None: the default device
-    hparams = jax.device_put(hparams, replicated)
+    run = set_up(config, dataset, workdir)
     num_updates = int(config.num_updates)
-    stop_at = min(num_updates, stop_after) if stop_after is not None else num_updates
-    eval_every = int(config.get("eval_every", 0) or 0)
-    checkpoint_every = int(config.get("checkpoint_every", 0) or 0)
-
-    start_time, start_step, compile_seconds = time.time(), step, None
     try:
-        while step < stop_at:
-            chunk_start = time.time()
-            state, metrics = chunk_fn(state, data, hparams)
-            metrics = to_host(metrics)
-            step += int(config.chunk_size)
-            if compile_seconds is None:
-                compile_seconds = time.time() - chunk_start
-                start_time, start_step = time.time(), step
-            records = list(rundir.per_run_records(step, metrics, run_labels, held))
-            logger.log_metrics(records)
-            if eval_every and step % eval_every == 0 and eval_fn is not None:
-                results = to_host(eval_fn(agent, state.agent, step))
-                logger.log_eval(list(rundir.per_run_records(step, results, run_labels, held)))
-            if (checkpoint_every and step % checkpoint_every == 0) or step == num_updates:
-                checkpointer.save(step, state, meta)
-            _progress(step, num_updates, start_step, start_time, int(held.sum()))
+        result = run_loop(run, config, eval_fn, min(num_updates, stop_after) if stop_after is not None else num_updates)
     finally:
-        checkpointer.close()
-        logger.close()
-
-    elapsed = time.time() - start_time
-    updates_timed = step - start_step
-    summary = {
-        "algo": config.algo,
-        "step": step,
-        "finished": step >= num_updates,
-        "num_runs": len(run_labels),
-        "num_processes": num_processes,
-        "compile_and_first_chunk_seconds": compile_seconds,
-        "updates_per_second_per_run": updates_timed / elapsed if updates_timed and elapsed > 0 else None,
-        "final_metrics": records if step > start_step else [],
-    }
-    logger.write_summary(summary)
-    summary["state"] = state
-    summary["agent"] = agent  # acts on raw observations (normalises them itself)
+        run.checkpointer.close()
+        run.logger.close()
+    summary = summarise_run(config, run, result)
+    run.logger.write_summary(summary)
+    summary["state"] = result.state
+    summary["agent"] = run.agent  # acts on raw observations (normalises them itself)
     return summary
 
 
-def _progress(step, num_updates, start_step, start_time, num_runs):
-    """One log line: updates/s per run and in total over this process's runs, ETA."""
-    elapsed = time.time() - start_time
-    done = step - start_step
-    if done <= 0 or elapsed <= 0:
-        absl_logging.info("update %d/%d (compiled)", step, num_updates)
-        return
-    rate = done / elapsed
-    eta = (num_updates - step) / rate
-    absl_logging.info(
-        "update %d/%d  %.0f updates/s per run (%.0f total over %d runs)  ETA %.0fs",
-        step, num_updates, rate, rate * num_runs, num_runs, eta,
-    )
+def summarise_run(config, run: RunSetup, result: LoopResult) -> Dict[str, Any]:
+    """summary.json: where the run stands, this call's compile time and throughput, its last metrics."""
+    return {
+        "algo": config.algo,
+        "step": result.step,
+        "finished": result.step >= int(config.num_updates),
+        "num_runs": len(run.run_labels),
+        "num_processes": jax.process_count(),
+        "compile_and_first_chunk_seconds": result.compile_seconds,
+        "updates_per_second_per_run": (
+            result.timed_updates / result.timed_seconds if result.timed_updates and result.timed_seconds > 0 else None
+        ),
+        "final_metrics": result.final_records,
+    }

@@ -11,7 +11,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxmtf import pipeline
-from launch import distributed
+from launch import distributed, logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created, or resumed if it exists).")
@@ -21,7 +21,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     distributed.initialize()
-    pipeline.quiet_orbax_logs()
+    logs.quiet_orbax_logs()
     summary = pipeline.train_from_config(_CONFIG.value, _WORKDIR.value)
     logging.info("finished at update %d; run directory %s", summary["step"], _WORKDIR.value)
 

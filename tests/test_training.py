@@ -7,11 +7,12 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import checkpoint, rundir, training
+from jaxmtf import checkpoint, run_config, rundir, training
 from jaxmtf.agents import make_agent
 
 
@@ -87,7 +88,7 @@ def test_seed_groups_equal_one_vmap(tiny_dataset, group):
     config = small_config("td3")
     agent = make_agent(config, tiny_dataset.obs_dim, tiny_dataset.act_dim)
     data = tiny_dataset.as_transitions()
-    hparams, _ = training.hparam_grid(agent.default_hparams, {"discount": [0.9, 0.99]})
+    hparams, _ = run_config.hparam_grid(agent.default_hparams, {"discount": [0.9, 0.99]})
     grouped_fn = training.make_chunk_fn(agent, batch_size=16, chunk_size=10, seed_group_size=group)
     grouped = _run_chunks(agent, [0, 1, 2], hparams, data, chunk_fn=grouped_fn)
     together = _run_chunks(agent, [0, 1, 2], hparams, data, chunk_fn=training.make_chunk_fn(agent, 16, 10, 0))
@@ -96,7 +97,7 @@ def test_seed_groups_equal_one_vmap(tiny_dataset, group):
 
 
 def test_seed_group_size_is_validated(tiny_dataset, tmp_path):
-    with pytest.raises(training.ConfigError, match="seed_group_size"):
+    with pytest.raises(run_config.ConfigError, match="seed_group_size"):
         training.train(small_config("td3", seed_group_size=-2), tiny_dataset, str(tmp_path))
     assert training.seed_group_size(small_config("td3", seed_group_size=1), None) == 1
     assert training.seed_group_size(small_config("td3"), None) == training.CPU_SEED_GROUP  # auto, on a CPU
@@ -108,13 +109,13 @@ def test_hparam_grid_equals_separate_runs(tiny_dataset):
     agent = make_agent(config, tiny_dataset.obs_dim, tiny_dataset.act_dim)
     data = tiny_dataset.as_transitions()
     alphas = [0.5, 2.5, 10.0]
-    grid_hparams, labels = training.hparam_grid(agent.default_hparams, {"alpha": alphas})
+    grid_hparams, labels = run_config.hparam_grid(agent.default_hparams, {"alpha": alphas})
     assert [label["alpha"] for label in labels] == alphas
     grid = _run_chunks(agent, [0, 1], grid_hparams, data)
     single_chunk_fn = training.make_chunk_fn(agent, batch_size=16, chunk_size=10)  # S = H = 1, compiled once
     for h, alpha in enumerate(alphas):
         for s in range(2):
-            single_hparams, _ = training.hparam_grid(agent.default_hparams, {"alpha": [alpha]})
+            single_hparams, _ = run_config.hparam_grid(agent.default_hparams, {"alpha": [alpha]})
             alone = _run_chunks(agent, [s], single_hparams, data, chunk_fn=single_chunk_fn)
             _assert_trees_close(_per_run_params(grid, s, h), _per_run_params(alone, 0, 0), rtol=1e-5, atol=1e-6)
     # The settings really differ.
@@ -171,14 +172,14 @@ def test_resuming_with_another_config_names_the_field(tiny_dataset, tmp_path):
 )
 def test_bad_config_fails_early(tiny_dataset, tmp_path, field, value, message):
     config = small_config("td3", **{field: value})
-    with pytest.raises(training.ConfigError, match=f"'{field}': .*{message}"):
+    with pytest.raises(run_config.ConfigError, match=f"'{field}': .*{message}"):
         training.train(config, tiny_dataset, str(tmp_path))
 
 
 def test_unknown_sweep_name_fails_early(tiny_dataset, tmp_path):
     config = small_config("td3")
     config.sweep = "alpha=1.0"  # TD3+BC's, not TD3's
-    with pytest.raises(training.ConfigError, match="'sweep.alpha': not a sweepable"):
+    with pytest.raises(run_config.ConfigError, match="'sweep.alpha': not a sweepable"):
         training.train(config, tiny_dataset, str(tmp_path))
 
 
@@ -218,12 +219,12 @@ def test_launcher_resumes_after_being_killed(tmp_path):
 
 
 def test_sweep_string_form():
-    assert training.parse_sweep("alpha=1,2.5 ; discount=0.9,0.99") == {"alpha": [1.0, 2.5], "discount": [0.9, 0.99]}
-    assert training.parse_sweep("") == {}
-    with pytest.raises(training.ConfigError, match="'sweep': cannot parse 'alpha'"):
-        training.parse_sweep("alpha")
-    with pytest.raises(training.ConfigError, match="cannot parse"):
-        training.parse_sweep("alpha=x")
+    assert run_config.parse_sweep("alpha=1,2.5 ; discount=0.9,0.99") == {"alpha": [1.0, 2.5], "discount": [0.9, 0.99]}
+    assert run_config.parse_sweep("") == {}
+    with pytest.raises(run_config.ConfigError, match="'sweep': cannot parse 'alpha'"):
+        run_config.parse_sweep("alpha")
+    with pytest.raises(run_config.ConfigError, match="cannot parse"):
+        run_config.parse_sweep("alpha=x")
 
 
 def test_tensorboard_writer_is_optional(tiny_dataset, tmp_path):
@@ -232,3 +233,57 @@ def test_tensorboard_writer_is_optional(tiny_dataset, tmp_path):
     events = [f for _, _, files in os.walk(tmp_path / "tensorboard") for f in files if f.startswith("events.out")]
     assert events, "no TensorBoard event file written"
     assert os.path.getsize(os.path.join(tmp_path, "metrics.jsonl")) > 0  # JSONL is written regardless
+
+
+def _final_metrics_are_the_last_chunk(summary, workdir, num_updates, num_runs):
+    final = summary["final_metrics"]
+    assert len(final) == num_runs and {r["step"] for r in final} == {num_updates}
+    logged = [r for r in rundir.read_jsonl(os.path.join(workdir, "metrics.jsonl")) if r["step"] == num_updates]
+    assert final == json.loads(json.dumps(logged))  # the very records of metrics.jsonl
+    assert json.load(open(os.path.join(workdir, "summary.json")))["final_metrics"] == logged
+
+
+def test_a_run_of_one_chunk_reports_its_final_metrics(tiny_dataset, tmp_path):
+    config = small_config("td3", num_seeds=2, num_updates=10, chunk_size=10)
+    config.sweep = "discount=0.9,0.99"
+    summary = training.train(config, tiny_dataset, str(tmp_path))
+    _final_metrics_are_the_last_chunk(summary, str(tmp_path), 10, num_runs=2 * 2)
+    assert summary["compile_and_first_chunk_seconds"] > 0
+    assert summary["updates_per_second_per_run"] is None  # no chunk after the first to time
+
+
+def test_a_resume_with_one_chunk_left_reports_its_final_metrics(tiny_dataset, tmp_path):
+    config = small_config("td3", num_seeds=2, num_updates=30, checkpoint_every=10)
+    first = training.train(config, tiny_dataset, str(tmp_path), stop_after=20)
+    assert first["updates_per_second_per_run"] > 0  # two chunks: the second is timed
+    _final_metrics_are_the_last_chunk(first, str(tmp_path), 20, num_runs=2)
+    resumed = training.train(config, tiny_dataset, str(tmp_path))
+    assert resumed["finished"] and resumed["step"] == 30
+    _final_metrics_are_the_last_chunk(resumed, str(tmp_path), 30, num_runs=2)
+    # Resuming a finished run trains nothing: no final metrics from this call.
+    again = training.train(config, tiny_dataset, str(tmp_path))
+    assert again["step"] == 30 and again["final_metrics"] == [] and again["compile_and_first_chunk_seconds"] is None
+
+
+def _params_norm_eval(agent, agent_states, step):
+    """A stand-in evaluation: [S, H] sums of |actor params| (it reads the state that the next chunk donates)."""
+    del agent, step
+    return {"actor_abs": sum(jnp.abs(x).sum(axis=tuple(range(2, x.ndim))) for x in jax.tree.leaves(agent_states.actor))}
+
+
+def test_overlapped_loop_logs_what_chunk_by_chunk_training_logs(tiny_dataset, tmp_path):
+    """One call logs each chunk while the next one runs (evaluating at 20 in between); calls of one
+    chunk each (resuming from a checkpoint every chunk) log every chunk before going on: same files."""
+    one_call, by_chunk = str(tmp_path / "one_call"), str(tmp_path / "by_chunk")
+    config = small_config("td3", num_updates=50, checkpoint_every=0, eval_every=20)
+    straight = training.train(config, tiny_dataset, one_call, eval_fn=_params_norm_eval)
+    config.checkpoint_every = 10
+    for stop in (10, 20, 30, 40, 50):
+        last = training.train(config, tiny_dataset, by_chunk, eval_fn=_params_norm_eval, stop_after=stop)
+        assert last["step"] == stop
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert rundir.read_jsonl(os.path.join(one_call, name)) == rundir.read_jsonl(os.path.join(by_chunk, name))
+    assert [r["step"] for r in rundir.read_jsonl(os.path.join(one_call, "eval.jsonl"))] == [20, 20, 40, 40]
+    assert len(rundir.read_jsonl(os.path.join(one_call, "metrics.jsonl"))) == 5 * 2
+    _assert_trees_close(straight["state"], last["state"], rtol=0, atol=0)
+    assert straight["final_metrics"] == last["final_metrics"]

@@ -15,6 +15,7 @@ def get_config():
     config.num_users = 1_000  # fresh users per generation (the same for all candidates)
     config.num_heldout_users = 4_000  # users of the final re-evaluation of the finalists
     config.init_std = 0.6  # initial std of the search distribution in action space
+    config.init_at_baseline = False  # True: start at the production baseline weights and keep them a finalist
     config.eval_users = 4_000  # users of the winner's full evaluation (0 = none)
     config.eval_discount = 0.99  # discount of the reported discounted return
     return config

@@ -1,0 +1,130 @@
+"""Chunk size and the host loop: TD3+BC's whole training loop against a bare scan of its update.
+
+    python benchmarks/chunk_size.py --chunk_sizes=50,200,1000 --num_updates=6000 --out=benchmarks/results/chunk_size_cpu.json
+    python benchmarks/chunk_size.py --table_from=A.json,B.json   # one table of saved runs (e.g. two commits)
+
+Each chunk size runs `training.train` end to end, as a launcher does: every
+chunk's metrics pulled to the host and written to metrics.jsonl with a
+progress line, evaluation off, one checkpoint at the end. Its rate is the
+run summary's updates/s per run (the updates after the first chunk, i.e.
+without compilation, over their wall time, the final checkpoint included),
+the best of `--repeats` fresh runs (the best-of rule of benchmarks/timing.py).
+The reference is the same agent's update with in-program batch sampling in a
+`lax.scan` of `--reference_chunk` updates per call and no host work between
+updates: the driver's own chunk, timed by benchmarks/throughput.py's
+`measure` (best of 3 windows). Dataset and config as in throughput.py: one
+step, 100,000 transitions, obs 32, act 10, the launch config's networks and
+batch size.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import throughput  # noqa: E402  (benchmarks/: launch config, chunk timing, matmul peak, machine)
+from jaxmtf import training  # noqa: E402
+from jaxmtf.data import one_step_dataset  # noqa: E402
+
+ALGO = "td3_bc"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def loop_config(chunk_size: int, num_updates: int, num_seeds: int):
+    config = throughput.benchmark_config(ALGO)
+    config.num_seeds, config.num_updates, config.chunk_size = num_seeds, num_updates, chunk_size
+    config.eval_every = 0  # evaluation off
+    config.checkpoint_every = 0  # one checkpoint, after the last chunk
+    return config
+
+
+def measure_loop(chunk_size: int, num_updates: int, num_seeds: int, repeats: int, dataset) -> dict:
+    """The best of `repeats` whole training runs (each in a fresh run directory, so each compiles)."""
+    summaries = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as workdir:
+            summary = training.train(loop_config(chunk_size, num_updates, num_seeds), dataset, workdir)
+        summaries.append({k: summary[k] for k in ("updates_per_second_per_run", "compile_and_first_chunk_seconds")})
+    best = max(summaries, key=lambda s: s["updates_per_second_per_run"])
+    return {
+        "loop": "training.train", "chunk_size": chunk_size, "num_seeds": num_seeds,
+        "updates_per_s_per_seed": round(best["updates_per_second_per_run"], 2),
+        "compile_and_first_chunk_s": round(best["compile_and_first_chunk_seconds"], 2),
+        "timed_updates_per_seed": num_updates - chunk_size, "repeats": summaries,
+    }
+
+
+def measure_reference(num_seeds: int, chunk_size: int, window_seconds: float, dataset) -> dict:
+    group = training.seed_group_size(loop_config(chunk_size, chunk_size, num_seeds), None)  # as the loop's
+    row = throughput.measure(ALGO, num_seeds, chunk_size, window_seconds, dataset, group)
+    return {"loop": "bare lax.scan (reference)", **row}
+
+
+def git_commit() -> str:
+    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def markdown(saved_runs) -> str:
+    first = saved_runs[0]["machine"]
+    lines = [
+        f"{first['cpu_model'] or first['processor']} ({first['cpu_vector_extension']}), {first['cpu_count']} cores; "
+        + "; ".join(f"matmul peak {s['machine']['matmul_peak_gflop_per_s']:.0f} GFLOP/s in the run at {s['commit']}"
+                    for s in saved_runs),
+        "",
+        "| commit | loop | chunk size | seeds | updates/s per seed | vs bare scan | compile + first chunk (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for saved in saved_runs:
+        reference = saved["reference"]["updates_per_s_per_seed"]
+        for r in [saved["reference"]] + saved["results"]:
+            lines.append(
+                f"| {saved['commit']} | {r['loop']} | {r['chunk_size']} | {r['num_seeds']} | {r['updates_per_s_per_seed']:.1f} "
+                f"| {r['updates_per_s_per_seed'] / reference:.1%} | {r['compile_and_first_chunk_s']} |"
+            )
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--chunk_sizes", default="50,200,1000")
+    parser.add_argument("--num_updates", type=int, default=6000, help="updates per run; a multiple of every chunk size")
+    parser.add_argument("--num_seeds", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="whole runs per chunk size; the best is reported")
+    parser.add_argument("--reference_chunk", type=int, default=2000, help="updates per call of the bare scan")
+    parser.add_argument("--window_seconds", type=float, default=4.0, help="each of the reference's 3 timing windows")
+    parser.add_argument("--out", default="")
+    parser.add_argument("--table_from", default="", help="only print the table of results JSONs (comma-separated)")
+    args = parser.parse_args()
+    if args.table_from:
+        runs = []
+        for path in args.table_from.split(","):
+            with open(path) as f:
+                runs.append(json.load(f))
+        print(markdown(runs))
+        return
+    chunk_sizes = [int(c) for c in args.chunk_sizes.split(",")]
+    if any(args.num_updates % c for c in chunk_sizes):
+        parser.error(f"--num_updates={args.num_updates} is not a multiple of every chunk size {chunk_sizes}")
+    dataset = one_step_dataset(num_transitions=100_000, obs_dim=32, act_dim=10)
+    peak = throughput.matmul_peak_flops()
+    reference = measure_reference(args.num_seeds, args.reference_chunk, args.window_seconds, dataset)
+    print(json.dumps(reference), flush=True)
+    results = []
+    for chunk_size in chunk_sizes:
+        results.append(measure_loop(chunk_size, args.num_updates, args.num_seeds, args.repeats, dataset))
+        print(json.dumps(results[-1]), flush=True)
+    saved = {"machine": throughput.machine_info(peak), "commit": git_commit(), "command": " ".join(sys.argv),
+             "reference": reference, "results": results}
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(saved, f, indent=2)
+    print(markdown([saved]))
+
+
+if __name__ == "__main__":
+    main()
