@@ -215,12 +215,6 @@ def polyak_target(critic_params, critic_target, tau):
 # ----------------------------------------------------------------- losses, one per function
 
 
-def vae_loss_of(vae_params, vae_apply, obs, action, key):
-    """BCQ's VAE loss (common.vae_loss) of the batch's actions: ||recon - a||^2 + 0.5 KL(N(mean, std) || N(0, I))."""
-    recon, mean, std = vae_apply(vae_params, obs, action, key)
-    return common.vae_loss(recon, action, mean, std)
-
-
 def weighted_critic_loss(q_tm1, y, weight):
     """sum_i mean ((Q_i(s_tm1, a_tm1) - y_t) * w_t)^2: the weight multiplies the residual inside the square.
 
@@ -386,7 +380,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
         obs = batch.observations
 
         # --- behaviour model: VAE, recon + 0.5 KL ---
-        vae_loss_fn = functools.partial(vae_loss_of, vae_apply=vae_net.apply, obs=obs, action=batch.actions, key=k_vae)
+        vae_loss_fn = lambda vae: common.behaviour_vae_loss(functools.partial(vae_net.apply, vae), batch, k_vae)
         vae, vae_opt_state, vae_loss, vae_aux = common.apply_gradients(vae_opt, vae_loss_fn, state.vae, state.vae_opt)
 
         # --- target: y_t, Var_t from 10 policy actions at s_t (the targets' one power iteration) ---
