@@ -1,6 +1,6 @@
 """Chunk size and the host loop: TD3+BC's whole training loop against a bare scan of its update.
 
-    python benchmarks/chunk_size.py --chunk_sizes=50,200,1000 --num_updates=6000 --out=benchmarks/results/chunk_size_cpu.json
+    python benchmarks/chunk_size.py --chunk_sizes=10,50,200,1000 --num_updates=2000 --out=benchmarks/results/chunk_size_cpu.json
     python benchmarks/chunk_size.py --table_from=A.json,B.json   # one table of saved runs (e.g. two commits)
 
 Each chunk size runs `training.train` end to end, as a launcher does: every
@@ -9,6 +9,12 @@ progress line, evaluation off, one checkpoint at the end. Its rate is the
 run summary's updates/s per run (the updates after the first chunk, i.e.
 without compilation, over their wall time, the final checkpoint included),
 the best of `--repeats` fresh runs (the best-of rule of benchmarks/timing.py).
+Two loops (`--modes`): `overlapped`, the driver as it is (each chunk is
+dispatched before the previous chunk's metrics are pulled and logged), and
+`blocking`, the same driver with every chunk call waited for before it
+returns, so the host logs while the device idles: the loop before commit
+307da51. The runs alternate between the modes and chunk sizes, repeat by
+repeat, so that a machine whose load drifts disturbs both alike.
 The reference is the same agent's update with in-program batch sampling in a
 `lax.scan` of `--reference_chunk` updates per call and no host work between
 updates: the driver's own chunk, timed by benchmarks/throughput.py's
@@ -17,11 +23,14 @@ step, 100,000 transitions, obs 32, act 10, the launch config's networks and
 batch size.
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+
+import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,20 +50,46 @@ def loop_config(chunk_size: int, num_updates: int, num_seeds: int):
     return config
 
 
-def measure_loop(chunk_size: int, num_updates: int, num_seeds: int, repeats: int, dataset) -> dict:
-    """The best of `repeats` whole training runs (each in a fresh run directory, so each compiles)."""
-    summaries = []
+@contextlib.contextmanager
+def blocking_chunks():
+    """Every chunk the driver builds waits for its result before returning (no overlap)."""
+    real = training.make_chunk_fn
+
+    def make_chunk_fn(*args, **kwargs):
+        chunk_fn = real(*args, **kwargs)
+        return lambda *chunk_args: jax.block_until_ready(chunk_fn(*chunk_args))
+
+    training.make_chunk_fn = make_chunk_fn
+    try:
+        yield
+    finally:
+        training.make_chunk_fn = real
+
+
+def train_once(mode: str, chunk_size: int, num_updates: int, num_seeds: int, dataset) -> dict:
+    """One whole training run in a fresh run directory (so it compiles): its summary's timings."""
+    with tempfile.TemporaryDirectory() as workdir, blocking_chunks() if mode == "blocking" else contextlib.nullcontext():
+        summary = training.train(loop_config(chunk_size, num_updates, num_seeds), dataset, workdir)
+    return {k: summary[k] for k in ("updates_per_second_per_run", "compile_and_first_chunk_seconds")}
+
+
+def measure_loops(modes, chunk_sizes, num_updates: int, num_seeds: int, repeats: int, dataset) -> list:
+    """The best of `repeats` runs of each (mode, chunk size), the runs alternating between them."""
+    runs = {(mode, c): [] for c in chunk_sizes for mode in modes}
     for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as workdir:
-            summary = training.train(loop_config(chunk_size, num_updates, num_seeds), dataset, workdir)
-        summaries.append({k: summary[k] for k in ("updates_per_second_per_run", "compile_and_first_chunk_seconds")})
-    best = max(summaries, key=lambda s: s["updates_per_second_per_run"])
-    return {
-        "loop": "training.train", "chunk_size": chunk_size, "num_seeds": num_seeds,
-        "updates_per_s_per_seed": round(best["updates_per_second_per_run"], 2),
-        "compile_and_first_chunk_s": round(best["compile_and_first_chunk_seconds"], 2),
-        "timed_updates_per_seed": num_updates - chunk_size, "repeats": summaries,
-    }
+        for mode, chunk_size in runs:
+            runs[mode, chunk_size].append(train_once(mode, chunk_size, num_updates, num_seeds, dataset))
+            print(json.dumps({"mode": mode, "chunk_size": chunk_size, **runs[mode, chunk_size][-1]}), flush=True)
+    rows = []
+    for (mode, chunk_size), summaries in runs.items():
+        best = max(summaries, key=lambda s: s["updates_per_second_per_run"])
+        rows.append({
+            "loop": f"training.train, {mode}", "chunk_size": chunk_size, "num_seeds": num_seeds,
+            "updates_per_s_per_seed": round(best["updates_per_second_per_run"], 2),
+            "compile_and_first_chunk_s": round(best["compile_and_first_chunk_seconds"], 2),
+            "timed_updates_per_seed": num_updates - chunk_size, "repeats": summaries,
+        })
+    return rows
 
 
 def measure_reference(num_seeds: int, chunk_size: int, window_seconds: float, dataset) -> dict:
@@ -90,8 +125,9 @@ def markdown(saved_runs) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--chunk_sizes", default="50,200,1000")
-    parser.add_argument("--num_updates", type=int, default=6000, help="updates per run; a multiple of every chunk size")
+    parser.add_argument("--chunk_sizes", default="10,50,200,1000")
+    parser.add_argument("--modes", default="overlapped,blocking", help="loops to time: overlapped, blocking")
+    parser.add_argument("--num_updates", type=int, default=2000, help="updates per run; a multiple of every chunk size")
     parser.add_argument("--num_seeds", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="whole runs per chunk size; the best is reported")
     parser.add_argument("--reference_chunk", type=int, default=2000, help="updates per call of the bare scan")
@@ -109,15 +145,16 @@ def main():
     chunk_sizes = [int(c) for c in args.chunk_sizes.split(",")]
     if any(args.num_updates % c for c in chunk_sizes):
         parser.error(f"--num_updates={args.num_updates} is not a multiple of every chunk size {chunk_sizes}")
+    commit = git_commit()  # before the runs: the code they time
     dataset = one_step_dataset(num_transitions=100_000, obs_dim=32, act_dim=10)
     peak = throughput.matmul_peak_flops()
     reference = measure_reference(args.num_seeds, args.reference_chunk, args.window_seconds, dataset)
     print(json.dumps(reference), flush=True)
-    results = []
-    for chunk_size in chunk_sizes:
-        results.append(measure_loop(chunk_size, args.num_updates, args.num_seeds, args.repeats, dataset))
-        print(json.dumps(results[-1]), flush=True)
-    saved = {"machine": throughput.machine_info(peak), "commit": git_commit(), "command": " ".join(sys.argv),
+    modes = args.modes.split(",")
+    if not set(modes) <= {"overlapped", "blocking"}:
+        parser.error(f"--modes: expected overlapped and/or blocking, got {args.modes}")
+    results = measure_loops(modes, chunk_sizes, args.num_updates, args.num_seeds, args.repeats, dataset)
+    saved = {"machine": throughput.machine_info(peak), "commit": commit, "command": " ".join(sys.argv),
              "reference": reference, "results": results}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

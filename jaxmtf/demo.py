@@ -25,7 +25,8 @@ from jaxmtf.sim import policies
 from jaxmtf.stats import ci95_halfwidth, paired_difference
 
 BASELINE_ROW = "production baseline weights"
-STATIC_ROW = "best static weights (CEM)"
+# The search's winner: at least the baseline on the search's held-out users, not necessarily beyond noise on the table's.
+STATIC_ROW = "static weights (CEM, started at the baseline)"
 OVER_SEEDS = " (CI over seeds)"  # the seeds' mean row of the results table; its paired CIs are over users
 PAIRED_KEY = "paired_differences"  # results.json: {learned row: {baseline row: difference and CI}}
 

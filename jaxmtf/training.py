@@ -6,8 +6,12 @@ with `lax.scan` and averages the metrics, for every seed and every hparam
 setting at once (`vmap` over hparams inside `vmap` over seeds; on a CPU,
 groups of seeds looped inside the program, see `make_chunk_fn`). The run
 state is donated, so the chunk updates it in place. Between chunks the host
-loop only logs, evaluates and checkpoints. The runs are split over all
-devices, of every process in a multi-host run (`run_sharding`).
+loop only logs, evaluates and checkpoints, and it logs a chunk while the
+next one runs (`run_loop`). The runs are split over all devices, of every
+process in a multi-host run (`run_sharding`).
+
+`train` is `set_up` (validate, normalise, build the agent and its chunk,
+lay out and restore the state), `run_loop` and `summarise_run`.
 
 Axes: every array of a `RunState` and every metric has shape [S, H, ...]
 (seeds first, then hparam settings), except the agent's `step`, which all

@@ -23,7 +23,7 @@ def test_demo_writes_the_results_table(tmp_path):
     assert lines[0].startswith("| policy | return (undiscounted)")
     names = [line.split("|")[1].strip() for line in lines[2:]]
     assert names[:4] == ["behaviour (mixed, logged the data)", "production baseline weights",
-                         "best static weights (CEM)", "hand-written state-dependent (switch)"]
+                         "static weights (CEM, started at the baseline)", "hand-written state-dependent (switch)"]
     assert names[4:] == ["td3_bc seed 0", "td3_bc seed 1", "td3_bc mean over 2 seeds (CI over seeds)"]
     results = json.load(open(tmp_path / "results.json"))
     assert all(results[name]["session_length"] >= 1 for name in names)
