@@ -2,6 +2,7 @@
 
     python benchmarks/chunk_size.py --chunk_sizes=10,50,200,1000 --num_updates=2000 --out=benchmarks/results/chunk_size_cpu.json
     python benchmarks/chunk_size.py --table_from=A.json,B.json   # one table of saved runs (e.g. two commits)
+    python benchmarks/chunk_size.py --host_only --out=benchmarks/results/chunk_size_host_cpu.json
 
 Each chunk size runs `training.train` end to end, as a launcher does: every
 chunk's metrics pulled to the host and written to metrics.jsonl with a
@@ -21,6 +22,12 @@ updates: the driver's own chunk, timed by benchmarks/throughput.py's
 `measure` (best of 3 windows). Dataset and config as in throughput.py: one
 step, 100,000 transitions, obs 32, act 10, the launch config's networks and
 batch size.
+
+`--host_only` times instead the host's own work on one chunk's metrics, the
+chunk already finished: pulling them, one record per run, the metrics.jsonl
+lines and the progress line (the loop's `_log_chunk`). That is what the
+overlapped loop hides behind the next chunk, and what a blocking loop adds to
+every chunk.
 """
 import argparse
 import contextlib
@@ -29,6 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import jax
 
@@ -98,6 +106,22 @@ def measure_reference(num_seeds: int, chunk_size: int, window_seconds: float, da
     return {"loop": "bare lax.scan (reference)", **row}
 
 
+def host_seconds_per_chunk(num_seeds: int, dataset, iterations: int) -> float:
+    """Mean seconds of the loop's host step on a finished chunk's metrics (`training._log_chunk`)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        run = training.set_up(loop_config(10, 10, num_seeds), dataset, workdir)
+        _, metrics = run.chunk_fn(run.state, run.data, run.hparams)
+        jax.block_until_ready(metrics)
+        clock = training._Clock(0)
+        start = time.perf_counter()
+        for _ in range(iterations):
+            training._log_chunk(run, 10, metrics, clock, 10)
+        seconds = (time.perf_counter() - start) / iterations
+        run.checkpointer.close()
+        run.logger.close()
+    return seconds
+
+
 def git_commit() -> str:
     done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
     return done.stdout.strip() or "unknown"
@@ -132,6 +156,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="whole runs per chunk size; the best is reported")
     parser.add_argument("--reference_chunk", type=int, default=2000, help="updates per call of the bare scan")
     parser.add_argument("--window_seconds", type=float, default=4.0, help="each of the reference's 3 timing windows")
+    parser.add_argument("--host_only", action="store_true", help="only time the host's work per chunk")
+    parser.add_argument("--host_iterations", type=int, default=500)
     parser.add_argument("--out", default="")
     parser.add_argument("--table_from", default="", help="only print the table of results JSONs (comma-separated)")
     args = parser.parse_args()
@@ -147,6 +173,13 @@ def main():
         parser.error(f"--num_updates={args.num_updates} is not a multiple of every chunk size {chunk_sizes}")
     commit = git_commit()  # before the runs: the code they time
     dataset = one_step_dataset(num_transitions=100_000, obs_dim=32, act_dim=10)
+    if args.host_only:
+        host = {"commit": commit, "command": " ".join(sys.argv), "num_seeds": args.num_seeds,
+                "machine": throughput.machine_info(throughput.matmul_peak_flops()),
+                "host_ms_per_chunk": round(1e3 * host_seconds_per_chunk(args.num_seeds, dataset, args.host_iterations), 3)}
+        _write(args.out, host)
+        print(json.dumps(host))
+        return
     peak = throughput.matmul_peak_flops()
     reference = measure_reference(args.num_seeds, args.reference_chunk, args.window_seconds, dataset)
     print(json.dumps(reference), flush=True)
@@ -156,11 +189,15 @@ def main():
     results = measure_loops(modes, chunk_sizes, args.num_updates, args.num_seeds, args.repeats, dataset)
     saved = {"machine": throughput.machine_info(peak), "commit": commit, "command": " ".join(sys.argv),
              "reference": reference, "results": results}
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(saved, f, indent=2)
+    _write(args.out, saved)
     print(markdown([saved]))
+
+
+def _write(path: str, obj) -> None:
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=2)
 
 
 if __name__ == "__main__":
