@@ -28,7 +28,7 @@ BASELINE_ROW = "production baseline weights"
 # The search's winner: at least the baseline on the search's held-out users, not necessarily beyond noise on the table's.
 STATIC_ROW = "static weights (CEM, started at the baseline)"
 OVER_SEEDS = " (CI over seeds)"  # the seeds' mean row of the results table; its paired CIs are over users
-PAIRED_KEY = "paired_differences"  # results.json: {learned row: {baseline row: difference and CI}}
+PAIRED_KEY = "paired_differences"  # results.json: {compared row: {baseline row: difference and CI}}
 
 Row = Tuple[str, Dict[str, float], np.ndarray]  # (name, summary, per-user undiscounted returns [U])
 
