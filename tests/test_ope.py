@@ -1,5 +1,4 @@
 """OPE estimators: hand-computed values, exactness on a tabular MDP, FQE, the bootstrap, refusals."""
-import functools
 import itertools
 
 import jax
@@ -213,9 +212,13 @@ def fqe_config(**overrides):
     return config
 
 
-@functools.lru_cache(maxsize=None)
+_CHUNKS = {}
+
+
 def chunk_fn(fqe, batch_size, num_updates):
-    return training.make_chunk_fn(fqe, batch_size, num_updates)
+    """One compiled chunk per FQE and shape, as the driver builds it once per run."""
+    key = (id(fqe), batch_size, num_updates)
+    return _CHUNKS.setdefault(key, training.make_chunk_fn(fqe, batch_size, num_updates))
 
 
 def fit(fqe, dataset, next_actions, seeds, num_updates, batch_size=64):
@@ -228,15 +231,22 @@ def fit(fqe, dataset, next_actions, seeds, num_updates, batch_size=64):
 
 
 def test_fqe_on_a_one_step_task_is_the_mean_reward_of_the_target():
+    """Three deterministic targets and a tanh-Gaussian one (K sampled actions per state)."""
     dataset = one_step_dataset(num_transitions=1024, obs_dim=3, act_dim=2, seed=0)
     obs = np.asarray(dataset.observations)
     best = optimal_action(obs, 2)
-    pis = np.stack([best, np.zeros_like(best), np.clip(best + 0.5, -1, 1)])  # [P, N, A]
+    k = 4  # draws per state of the stochastic target; the deterministic ones repeat their action
+    deterministic = np.stack([best, np.zeros_like(best), np.clip(best + 0.5, -1, 1)])  # [3, N, A]
+    rng = np.random.default_rng(5)
+    tanh_gaussian = np.tanh(best[:, None, :] + 0.5 * rng.normal(size=(len(obs), k, 2)))  # [N, K, A]
+    actions = np.concatenate([np.repeat(deterministic[:, :, None], k, 2), tanh_gaussian[None]])  # [4, N, K, A]
     fqe = fqe_lib.make_fqe(fqe_config(), 3, 2)
-    actions = jnp.asarray(pis[:, :, None, :])  # one-step episodes: s' is never used, s_0 is every s
+    actions = jnp.asarray(actions, jnp.float32)  # one-step episodes: s' is never used, s_0 is every s
     states = fit(fqe, dataset, actions, [0], 2000)
     estimate = np.asarray(fqe_lib.values(fqe, states, dataset.observations, actions)).mean(-1)[0]
-    want = -np.sum((pis - best[None]) ** 2, -1).mean(-1)  # the mean reward of each target
+    # The mean reward of each target; the tanh-Gaussian's by Monte Carlo over many more draws.
+    many = np.tanh(best[:, None, :] + 0.5 * rng.normal(size=(len(obs), 256, 2)))
+    want = np.r_[-np.sum((deterministic - best[None]) ** 2, -1).mean(-1), -np.sum((many - best[:, None]) ** 2, -1).mean()]
     np.testing.assert_allclose(estimate, want, atol=0.08)
 
 
