@@ -19,6 +19,7 @@ import argparse
 import importlib
 import json
 import os
+import platform
 import sys
 import time
 
@@ -27,12 +28,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.quality import collect_dataset  # noqa: E402
 from jaxmtf import pipeline, rundir  # noqa: E402
 from jaxmtf.data import dataset as dataset_lib  # noqa: E402
-from jaxmtf.ope import run as ope_run  # noqa: E402
+from jaxmtf.ope import scoring  # noqa: E402
 from launch.configs import ope as ope_config  # noqa: E402
 from launch.configs import search_static as static_config  # noqa: E402
 
 TRAINED = ("td3_bc", "bcq", "cql")
 METRICS = ("relative_error", "spearman", "regret@1", "regret@3", "coverage")
+# Two deliberately bad static vectors, so that the true values spread (the others lie within ~15%):
+# weight on clicks only (clickbait burns the averse majority) and every weight at its minimum.
+BAD_VECTORS = {"click_only": (1.0, -1.0, -1.0, -1.0, -1.0, -1.0), "all_minimum": (-1.0,) * 6}
 
 
 def static_weights(args) -> str:
@@ -44,6 +48,28 @@ def static_weights(args) -> str:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         rundir.write_json(path, pipeline.search_static(config))
     return path
+
+
+def bad_vectors(args):
+    paths = []
+    for name, action in BAD_VECTORS.items():
+        path = os.path.join(args.work_dir, "static_" + name, "static_weights.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        rundir.write_json(path, {"action": list(action)})
+        paths.append(path)
+    return paths
+
+
+def close_scores(rows, report):
+    """DOPE's metrics over the policies that are not BAD_VECTORS: can the estimator rank close policies?"""
+    out = {}
+    for estimator in report["estimators"]:
+        chosen = [r for r in rows if r["estimator"] == estimator and not r["policy"].startswith(
+            tuple(f"static:static_{n}" for n in BAD_VECTORS))]
+        out[estimator] = scoring.score_estimator(
+            [r["estimate"] for r in chosen], [r["true_discounted"] for r in chosen],
+            [r["ci_low"] for r in chosen], [r["ci_high"] for r in chosen])
+    return out
 
 
 def train(algo: str, dataset_path: str, args) -> str:
@@ -98,7 +124,7 @@ def main():
 
     data = {name: collect_dataset(name, args.num_users, os.path.join(args.work_dir, "data"), args.seed)
             for name in ("mixed", "exploration_box")}
-    policies = ["random", "baseline", static_weights(args), "switch", "noisy_switch"]
+    policies = ["random", "baseline", static_weights(args), "switch", "noisy_switch"] + bad_vectors(args)
     for algo in TRAINED:
         workdir = train(algo, data["mixed"], args)
         policies += [f"{workdir}@{args.train_updates // 5}", f"{workdir}@{args.train_updates}"]
@@ -107,11 +133,12 @@ def main():
     results = {}
     for name, path in data.items():
         result, seconds, config = ope(path, policies, args, name)
-        results[name] = {"report": result["report"], "seconds": round(seconds, 1), "config": config,
-                         "num_transitions": dataset_lib.load(path).size,
-                         "rows": [r for r in result["rows"] if r["fqe_seed"] is None]}
+        rows = [r for r in result["rows"] if r["fqe_seed"] is None]
+        results[name] = {"report": result["report"], "close_scores": close_scores(rows, result["report"]),
+                         "seconds": round(seconds, 1), "config": config,
+                         "num_transitions": dataset_lib.load(path).size, "rows": rows}
         print(json.dumps({name: {k: v.get("scores") for k, v in result["report"]["estimators"].items()}}), flush=True)
-    output = {"args": vars(args), "prepare_seconds": round(prepared, 1), "total_seconds": round(time.time() - start, 1),
+    output = {"args": vars(args), "cpu": platform.processor() or platform.machine(), "prepare_seconds": round(prepared, 1), "total_seconds": round(time.time() - start, 1),
               "results": results}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -121,11 +148,13 @@ def main():
 
 
 def markdown(output) -> str:
-    lines = ["| dataset | estimator | " + " | ".join(METRICS) + " |", "| --- | --- |" + " --- |" * len(METRICS)]
+    lines = ["| dataset | estimator | " + " | ".join(METRICS) + " | Spearman, close policies |",
+             "| --- | --- |" + " --- |" * (len(METRICS) + 1)]
     for name, result in output["results"].items():
         for estimator, entry in sorted(result["report"]["estimators"].items()):
             cells = [f"{entry['scores'][m]:.3f}" for m in METRICS]
-            lines.append(f"| {name} | {estimator} | " + " | ".join(cells) + " |")
+            close = result["close_scores"][estimator]["spearman"]
+            lines.append(f"| {name} | {estimator} | " + " | ".join(cells) + f" | {close:.3f} |")
     return "\n".join(lines)
 
 
