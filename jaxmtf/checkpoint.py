@@ -60,6 +60,26 @@ class Checkpointer:
         restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
         return step, restored["state"]
 
+    def all_steps(self):
+        return list(self._manager.all_steps())
+
+    def restore_for_evaluation(self, like_state: Any, step: Optional[int] = None) -> Tuple[int, Any]:
+        """(step, state) of checkpoint `step` (default the newest), without the resume checks.
+
+        For reading a trained policy (OPE, analysis), where the record of the
+        run that wrote it is not this process's to match; `like_state` still
+        fixes the structure, shapes and dtypes, so a wrong agent config fails.
+        """
+        steps = self.all_steps()
+        if not steps:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        step = max(steps) if step is None else int(step)
+        if step not in steps:
+            raise CheckpointError(f"no checkpoint at step {step} in {self.directory} (saved steps: {sorted(steps)})")
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like_state)
+        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        return step, restored["state"]
+
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()

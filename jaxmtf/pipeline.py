@@ -38,6 +38,27 @@ def train_from_config(config, workdir: str) -> Dict[str, Any]:
     return training.train(config, dataset, workdir, eval_fn=simulator_eval_fn(config))
 
 
+def dataset_simulator(spec: str):
+    """The simulator parameters a dataset file's sidecar records, or None (synthetic, imported, or not recorded)."""
+    if spec.startswith((SYNTHETIC_PREFIX, MINARI_PREFIX)):
+        return None
+    provenance = dataset_lib.read_sidecar(spec)["provenance"]
+    return collect.env_params_from_dict(provenance["env_params"]) if "env_params" in provenance else None
+
+
+def ope_from_config(config, workdir: str) -> Dict[str, Any]:
+    """Loads `config.dataset` and runs every OPE estimator on `config.policies` (jaxmtf.ope.run)."""
+    from jaxmtf.ope import run as ope_run
+
+    if not config.get("dataset"):
+        raise ValueError("config field 'dataset': empty; give --config.dataset=PATH")
+    dataset = load_dataset(config.dataset)
+    env_params = dataset_simulator(config.dataset)
+    if env_params is None:
+        logging.info("dataset %s records no simulator: estimates without true values", config.dataset)
+    return ope_run.evaluate(config, dataset, env_params, workdir)
+
+
 def simulator_eval_fn(config):
     """Ground-truth evaluation in the simulator that logged the dataset, if one did.
 

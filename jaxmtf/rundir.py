@@ -41,6 +41,11 @@ def write_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def json_line(record: Dict[str, Any]) -> str:
+    """One strict-JSON line (non-finite floats as null) of a record."""
+    return json.dumps(_plain(record)) + "\n"
+
+
 def read_jsonl(path: str) -> List[Dict[str, Any]]:
     if not os.path.exists(path):
         return []

@@ -1,0 +1,12 @@
+"""Off-policy evaluation: FQE, the importance-sampling family, doubly robust and state-marginalised IS.
+
+    episodes.py       the flat dataset as padded [episode, step] arrays
+    importance.py     trajectory / per-decision IS and their weighted forms
+    doubly_robust.py  DR and weighted DR with a Q model
+    marginal.py       state-marginalised IS over k-means cells
+    fqe.py            Fitted Q Evaluation, run by the training driver
+    bootstrap.py      percentile intervals over episodes, vmapped
+    targets.py        the policies to evaluate: run directories, static vectors, named
+    scoring.py        estimators against the truth (DOPE's metrics) and conservative selection
+    run.py            all of it on all policies: what `launch.ope` runs
+"""

@@ -1,0 +1,99 @@
+"""State-marginalised importance sampling over a discretised state (Xie et al. 2019's tabular MIS).
+
+Trajectory weights multiply T per-step ratios, so their variance grows
+exponentially with the horizon. Marginalised IS reweights each step by the
+ratio of state distributions d^pi_t(s) / d^b_t(s) times ONE action ratio,
+which does not compound (the LinkedIn notification work evaluates its
+policies this way). The state-distribution ratio is estimated on a
+discretisation of the state into K cells, forward in time:
+
+    d^pi_0(k)       = share of episodes whose s_0 is in cell k (the same for every policy)
+    P^pi_t(k' | k)  = sum_{i in k at t} rho^i_t [s^i_{t+1} in k'] / sum_{i in k at t} rho^i_t
+    rbar^pi_t(k)    = sum_{i in k at t} rho^i_t r^i_t / sum_{i in k at t} rho^i_t
+    d^pi_{t+1}(k')  = sum_k d^pi_t(k) P^pi_t(k' | k)
+    V               = sum_t gamma^t sum_k d^pi_t(k) rbar^pi_t(k)
+
+with rho^i_t = pi_e(a^i_t | s^i_t) / pi_b(a^i_t | s^i_t) the per-step ratio.
+Both cell averages are self-normalised (the denominator is the sum of the
+ratios, not the count), which is what keeps the estimator bounded. An
+episode that has ended sits in an extra absorbing cell with reward 0. The
+estimate is exact for a tabular MDP whose states are the cells; with
+coarser cells it is biased by what a cell hides about the state. With one
+cell and episodes of equal length it is the self-normalised IS of the
+one-step ratios, step by step: sum_t gamma^t sum_i rho^i_t r^i_t / sum_i rho^i_t.
+
+The cells (`state_cells`): k-means on the first principal components of
+the standardised observations. k-means rather than quantile bins because a
+grid of q bins per dimension has q^d cells, most of them empty once d > 2,
+while k-means puts its K cells where the logged states are, so every cell
+has samples; the principal components first, because the observation
+stacks user-profile features, the session position and running response
+statistics whose scales and correlations differ, and a few components keep
+most of their variance. The session position needs no cell: the
+estimator is indexed by time. Cells scale badly with the state dimension
+all the same; no learned-ratio estimator (DualDICE, MWL) is offered here,
+since its minimax training has no stopping rule that OPE could trust
+without the truth.
+"""
+import jax
+import jax.numpy as jnp
+
+from jaxmtf.ope.episodes import Episodes, discounts
+
+
+def principal_components(x, num_components: int):
+    """(mean, std, projection [D, C]): standardise, then the top C right singular vectors."""
+    mean, std = jnp.mean(x, axis=0), jnp.std(x, axis=0) + 1e-6
+    z = (x - mean) / std
+    _, _, vt = jnp.linalg.svd(z, full_matrices=False)
+    return mean, std, vt[:num_components].T
+
+
+def kmeans(key, x, num_clusters: int, iterations: int = 50):
+    """Lloyd's algorithm from `num_clusters` distinct data points; an empty cluster keeps its centre. [K, D]."""
+    centres = x[jax.random.choice(key, x.shape[0], (num_clusters,), replace=False)]
+
+    def step(_, centres):
+        assign = assign_cells(x, centres)
+        one_hot = jax.nn.one_hot(assign, num_clusters)
+        totals, sizes = one_hot.T @ x, one_hot.sum(0)
+        return jnp.where(sizes[:, None] > 0, totals / jnp.maximum(sizes, 1.0)[:, None], centres)
+
+    return jax.lax.fori_loop(0, iterations, step, centres)
+
+
+def assign_cells(x, centres):
+    """[N] index of the nearest centre."""
+    d2 = jnp.sum(x**2, 1)[:, None] - 2.0 * x @ centres.T + jnp.sum(centres**2, 1)[None]
+    return jnp.argmin(d2, axis=1)
+
+
+def state_cells(key, observations, num_cells: int, num_components: int, max_fit_rows: int = 20_000):
+    """[N] cell of every row: k-means on the principal components (fitted on at most `max_fit_rows` rows)."""
+    k_rows, k_means = jax.random.split(key)
+    n = observations.shape[0]
+    fit = observations if n <= max_fit_rows else observations[jax.random.choice(k_rows, n, (max_fit_rows,), replace=False)]
+    mean, std, proj = principal_components(fit, num_components)
+    centres = kmeans(k_means, ((fit - mean) / std) @ proj, num_cells)
+    return assign_cells(((observations - mean) / std) @ proj, centres)
+
+
+def marginalized_is(episodes: Episodes, cells, log_ratio, gamma, counts, num_cells: int):
+    """The estimate V above. cells [E, T] in [0, num_cells) on logged steps; log_ratio [E, T] per step."""
+    absorbing = num_cells
+    cells = jnp.where(episodes.mask > 0, cells, absorbing)
+    here = jax.nn.one_hot(cells, num_cells + 1)  # [E, T, K+1]
+    after = jnp.concatenate([here[:, 1:], jax.nn.one_hot(jnp.full_like(cells[:, :1], absorbing), num_cells + 1)], 1)
+    cw = counts[:, None] * jnp.exp(jnp.where(episodes.mask > 0, log_ratio, 0.0))  # [E, T]
+    mass = jnp.einsum("et,etk->tk", cw, here)
+    safe = jnp.where(mass > 0, mass, 1.0)
+    mean_reward = jnp.einsum("et,etk->tk", cw * episodes.rewards, here) / safe
+    transition = jnp.einsum("et,etk,etl->tkl", cw, here, after) / safe[:, :, None]
+    d0 = jnp.einsum("e,ek->k", counts, here[:, 0]) / jnp.sum(counts)
+
+    def forward(d, step):
+        p, rbar = step
+        return d @ p, d @ rbar
+
+    _, reward_t = jax.lax.scan(forward, d0, (transition, mean_reward))
+    return jnp.sum(discounts(episodes.horizon, gamma) * reward_t)

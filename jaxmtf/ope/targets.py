@@ -1,0 +1,206 @@
+"""The policies OPE evaluates, from wherever they live, as groups that act in one vmapped program.
+
+A policy spec (the launcher's `--config.policies`, comma-separated) is one of:
+
+- a run directory of `launch.train` (it holds config.json and checkpoints/):
+  every seed and hparam setting in it, from its newest checkpoint, or from
+  checkpoint N with `DIR@N` (two training budgets of one run);
+- a `static_weights.json` of `launch.search_static`: its fixed fusion vector;
+- a named policy: `baseline` (the production weights), `random` (uniform on
+  the box), `switch` (the hand-written state-dependent rule), `noisy_switch`
+  (a truncated Gaussian around it, std `noisy_switch_sigma`).
+
+A `PolicyGroup` is a `sim.policies.Policy` with its params stacked over the
+group's policies (a run directory is one group of S x H agents), so every
+group acts, gives log densities and is scored in the simulator by vmapped
+programs. Trained agents and static vectors are deterministic (point
+masses); IS needs a density, so for them the ratio uses a truncated
+Gaussian N(pi(s), sigma) on [-1, 1]^A of the configured `target_sigma`
+(written into every output row). Stochastic policies (`random`,
+`noisy_switch`) use their exact densities.
+"""
+import json
+import os
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxmtf import checkpoint as checkpoint_lib
+from jaxmtf import evaluation, rundir, training
+from jaxmtf.agents import common, make_agent
+from jaxmtf.run_config import hparam_grid
+from jaxmtf.sim import env as sim_env
+from jaxmtf.sim import policies
+from jaxmtf.sim.rollout import evaluate as rollout_returns
+from jaxmtf.stats import ci95_halfwidth
+
+NAMED = ("baseline", "random", "switch", "noisy_switch")
+# One Policy object for every fixed vector, so the baseline and static files merge into one group.
+FIXED = policies.fixed_policy()
+
+
+class PolicySpecError(ValueError):
+    """A policy spec names nothing OPE can evaluate. The message names the spec."""
+
+
+class PolicyGroup(NamedTuple):
+    labels: List[Dict[str, Any]]  # one per policy: {"policy": name, "source": spec, ...seed/hparam_index}
+    policy: policies.Policy  # apply(params, obs, key) -> action, log_prob(params, obs, action), one observation
+    params: Any  # every leaf stacked over the group's policies (axis 0)
+    stochastic: bool  # False: point masses (IS smooths them with target_sigma)
+
+    @property
+    def size(self) -> int:
+        return len(self.labels)
+
+
+# ----------------------------------------------------------------- loading
+
+
+def named_policy(name: str, env_params: Optional[sim_env.EnvParams], config, act_dim: int) -> PolicyGroup:
+    if name == "random":
+        # params unused by the uniform policy; one dummy row gives the group its axis
+        return PolicyGroup([{"policy": "random", "source": name}], policies.uniform_policy(act_dim), jnp.zeros((1,)), True)
+    if env_params is None:
+        raise PolicySpecError(f"policy '{name}': needs the simulator that logged the dataset, and the dataset records none")
+    if name == "baseline":
+        action = sim_env.baseline_action(env_params)[None]
+        return PolicyGroup([{"policy": "baseline", "source": name}], FIXED, action, False)
+    params = jax.tree.map(lambda x: jnp.asarray(x)[None], policies.default_switch_params(env_params))
+    if name == "switch":
+        return PolicyGroup([{"policy": "switch", "source": name}], policies.bounce_switch_policy(env_params), params, False)
+    if name == "noisy_switch":
+        sigma = float(config.noisy_switch_sigma)
+        noisy = policies.gaussian_policy(policies.bounce_switch_policy(env_params))
+        label = {"policy": f"noisy_switch(sigma={sigma:g})", "source": name}
+        return PolicyGroup([label], noisy, {"base": params, "sigma": jnp.full((1,), sigma, jnp.float32)}, True)
+    raise PolicySpecError(f"policy '{name}': unknown name (known: {', '.join(NAMED)})")
+
+
+def static_policy(path: str) -> PolicyGroup:
+    with open(path) as f:
+        record = json.load(f)
+    if "action" not in record:
+        raise PolicySpecError(f"policy '{path}': no 'action' field (expected a static_weights.json of launch.search_static)")
+    action = jnp.asarray(record["action"], jnp.float32)[None]
+    label = {"policy": f"static:{os.path.basename(os.path.dirname(os.path.abspath(path)))}", "source": path}
+    return PolicyGroup([label], FIXED, action, False)
+
+
+def run_dir_policies(spec: str, obs_dim: int, act_dim: int, acting: Dict[str, policies.Policy]) -> PolicyGroup:
+    """Every (seed, setting) agent of a launch.train run directory, at its newest (or `@STEP`) checkpoint.
+
+    `acting` caches one Policy per run directory, so that two checkpoints of a run merge into one group.
+    """
+    workdir, _, step = spec.partition("@")
+    config = ml_collections.ConfigDict(rundir.load_config_json(workdir))
+    agent = make_agent(config, obs_dim, act_dim)
+    seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
+    _, settings = hparam_grid(agent.default_hparams, config.get("sweep", ""))
+    like = training.initial_run_state(agent, seeds, len(settings), None, None)
+    checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+    try:
+        step, state = checkpointer.restore_for_evaluation(like, int(step) if step else None)
+    finally:
+        checkpointer.close()
+    stats_path = os.path.join(workdir, "normalization.json")
+    stats = json.load(open(stats_path)) if os.path.exists(stats_path) else None
+    agent = common.with_obs_normalization(agent, stats)
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), state.agent.replace(step=None))
+    params = flat.replace(step=jnp.full((len(seeds) * len(settings),), state.agent.step))  # acting ignores it
+    policy = acting.setdefault(os.path.abspath(workdir), policies.agent_policy(evaluation.agent_policy_fn(agent)))
+    name = f"{os.path.basename(os.path.normpath(workdir))}@{step}"
+    labels = [
+        {"policy": name, "source": workdir, "algo": config.algo, "checkpoint_step": step, "seed": s, "hparam_index": h, **label}
+        for s in seeds for h, label in enumerate(settings)
+    ]
+    return PolicyGroup(labels, policy, params, False)
+
+
+def load_policies(specs, env_params: Optional[sim_env.EnvParams], config, obs_dim: int, act_dim: int) -> List[PolicyGroup]:
+    """The policies of every spec (see the module docstring), in groups that share their functions."""
+    specs = [s.strip() for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
+    if not specs:
+        raise PolicySpecError("config field 'policies': empty; give run directories, static_weights.json files or names")
+    groups, acting = [], {}
+    for spec in specs:
+        path = spec.partition("@")[0]
+        if os.path.isdir(path) and os.path.exists(os.path.join(path, rundir.CONFIG_FILE)):
+            groups.append(run_dir_policies(spec, obs_dim, act_dim, acting))
+        elif spec.endswith(".json") and os.path.isfile(spec):
+            groups.append(static_policy(spec))
+        elif spec in NAMED:
+            groups.append(named_policy(spec, env_params, config, act_dim))
+        else:
+            raise PolicySpecError(
+                f"config field 'policies': {spec!r} is neither a run directory of launch.train (with config.json), "
+                f"a static_weights.json file, nor a named policy ({', '.join(NAMED)})"
+            )
+    return merge_groups(groups)
+
+
+def merge_groups(groups: List[PolicyGroup]) -> List[PolicyGroup]:
+    """Groups with the same Policy functions stacked into one (one compiled program each, in first-seen order)."""
+    merged: Dict[int, PolicyGroup] = {}
+    for g in groups:
+        key = id(g.policy)
+        if key in merged:
+            m = merged[key]
+            params = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), m.params, g.params)
+            merged[key] = m._replace(labels=m.labels + g.labels, params=params)
+        else:
+            merged[key] = g
+    return list(merged.values())
+
+
+# ----------------------------------------------------------------- what the estimators need of a group
+
+
+def _over_group(group: PolicyGroup, fn, *args):
+    """jit(vmap(fn)) over the group's policies: fn(params of one policy, *args)."""
+    return jax.jit(jax.vmap(fn, in_axes=(0,) + (None,) * len(args)))(group.params, *args)
+
+
+def sample_actions(group: PolicyGroup, obs, key, num_samples: int):
+    """[G, M, K, A]: K actions of every policy at every observation (K copies for a point mass)."""
+    keys = jax.random.split(key, obs.shape[0] * num_samples).reshape(obs.shape[0], num_samples, -1)
+
+    def one(params, obs, keys):
+        per_obs = jax.vmap(lambda o, ks: jax.vmap(lambda k: group.policy.apply(params, o, k))(ks))
+        return per_obs(obs, keys)
+
+    if not group.stochastic:  # the same action K times: one call per observation
+        first = _over_group(group, one, obs, keys[:, :1])
+        return jnp.broadcast_to(first, first.shape[:2] + (num_samples,) + first.shape[3:])
+    return _over_group(group, one, obs, keys)
+
+
+def target_log_prob(group: PolicyGroup, obs, actions, target_sigma: float):
+    """[G, M]: log density of the logged actions; a point mass is smoothed by a truncated N(pi(s), target_sigma)."""
+    if group.stochastic:
+        policy, wrap = group.policy, lambda p: p
+    else:
+        policy = policies.gaussian_policy(group.policy, mode="truncate")
+        wrap = lambda p: {"base": p, "sigma": jnp.float32(target_sigma)}  # noqa: E731
+
+    def one(params, obs, actions):
+        return jax.vmap(lambda o, a: policy.log_prob(wrap(params), o, a))(obs, actions)
+
+    return _over_group(group, one, obs, actions)
+
+
+def true_values(group: PolicyGroup, env_params, key, num_users: int, discount: float) -> Dict[str, np.ndarray]:
+    """Simulator ground truth of every policy, on the same users: {"true_discounted", ...: [G]}."""
+
+    def one(params, key):
+        per_user = rollout_returns(key, env_params, group.policy.apply, params, num_users, discount=discount)
+        d, u = per_user["discounted"], per_user["undiscounted"]
+        return {
+            "true_discounted": d.mean(), "true_discounted_ci95": ci95_halfwidth(d.std(ddof=1), num_users),
+            "true_undiscounted": u.mean(), "true_session_length": per_user["length"].mean(),
+        }
+
+    return jax.device_get(_over_group(group, one, key))
