@@ -7,10 +7,32 @@ provenance: which pipeline, policy, simulator and seed made it).
 
 Every malformed input fails in `validate` or `load` with a `DatasetError`
 whose message names the field and the problem, before anything is traced.
+
+The episode structure (`check_episodes`) follows these rules:
+
+- refused: a terminal or timeout on a row that is not the last row of its
+  episode id (in dataset order). Either the flag is wrong (the agents would
+  not bootstrap where they should) or the ids are (ids that restart, as
+  when two datasets are concatenated without renumbering); jaxmtf cannot
+  tell which, and either is a bug in the data.
+- warned: a terminal and a timeout on the same row. Gymnasium allows both
+  (terminated and truncated at once) and Minari stores both; the terminal
+  wins (no bootstrap), because the MDP did end there.
+- warned: a row whose `next_observations` differs from the observation of
+  the next row of its episode: ids that restart without an end flag, or
+  rows that are not one trajectory. Training samples single transitions and
+  is unaffected, so it goes on; per-episode quantities (returns, OPE) would
+  be wrong.
+
+Episodes may interleave (a replay buffer of concurrent users) and the last
+row of an episode need not carry a flag (a buffer that ends mid-session).
+A batch larger than the dataset is the training config's to refuse
+(`run_config.check_against_dataset`).
 """
 import hashlib
 import json
 import os
+import warnings
 import zipfile
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -28,6 +50,10 @@ _ACTION_TOLERANCE = 1e-5
 
 class DatasetError(ValueError):
     """A dataset (arrays, sidecar or file) is malformed. The message names the field."""
+
+
+class DatasetWarning(UserWarning):
+    """A dataset is usable but odd (see the episode rules in the module docstring)."""
 
 
 def _fail(field: str, problem: str) -> None:
@@ -79,6 +105,40 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
     responses = arrays.get("task_responses")
     if responses is not None and task_names and np.asarray(responses).shape[1] != len(task_names):
         _fail("task_responses", f"{np.asarray(responses).shape[1]} columns but {len(task_names)} task names")
+    check_episodes(arrays)
+
+
+def check_episodes(arrays: Mapping[str, Any]) -> None:
+    """The episode rules of the module docstring: refuses a mid-episode end, warns on the two odd cases."""
+    ids = np.asarray(arrays["episode_ids"])
+    terminals, timeouts = np.asarray(arrays["terminals"]) > 0, np.asarray(arrays["timeouts"]) > 0
+    order = np.argsort(ids, kind="stable")  # rows of each episode, in dataset order
+    same_episode = ids[order][:-1] == ids[order][1:]
+    ended = (terminals | timeouts)[order][:-1] & same_episode
+    if ended.any():
+        row, after = order[np.argmax(ended)], order[np.argmax(ended) + 1]
+        _fail("episode_ids", f"got episode id {ids[row]} again at row {after} after its end (terminal or timeout) "
+              f"at row {row}, expected an episode's rows to stop at its end flag (ids that restart, or a terminal "
+              "in mid-episode)")
+    both = terminals & timeouts
+    if both.any():
+        warnings.warn(DatasetWarning(
+            f"dataset fields 'terminals' and 'timeouts': {int(both.sum())} rows have both (first at row "
+            f"{int(np.argmax(both))}); the terminal wins (no bootstrap)"), stacklevel=3)
+    _warn_on_breaks(arrays, order[:-1][same_episode], order[1:][same_episode], ids)
+
+
+def _warn_on_breaks(arrays, rows, next_rows, ids) -> None:
+    """Warns where an episode's next observation is not the observation of its next row."""
+    next_obs, obs = np.asarray(arrays["next_observations"]), np.asarray(arrays["observations"])
+    broken = ~np.all(next_obs[rows] == obs[next_rows], axis=1)
+    if broken.any():
+        i = int(np.argmax(broken))
+        warnings.warn(DatasetWarning(
+            f"dataset field 'next_observations': row {rows[i]} of episode {ids[rows[i]]} does not lead to row "
+            f"{next_rows[i]}, the episode's next row ({int(broken.sum())} such rows): episode ids that restart, "
+            "or rows that are not one trajectory; training is unaffected, per-episode returns are not"),
+            stacklevel=3)
 
 
 def from_arrays(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Dataset:
