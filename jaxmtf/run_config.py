@@ -96,6 +96,14 @@ def check_against_dataset(config, num_transitions: int) -> None:
         )
 
 
+def seed_group_field(config):
+    """config.seed_group_size checked: None (auto) or an int >= 0."""
+    value = config.get("seed_group_size", None)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigError(f"config field 'seed_group_size': got {value!r}, expected None (auto) or an integer >= 0")
+    return value
+
+
 def parse_sweep(spec: str) -> Dict[str, List[float]]:
     """"alpha=1,2.5,5;discount=0.9,0.99" -> {"alpha": [1, 2.5, 5], "discount": [0.9, 0.99]}."""
     sweep = {}
