@@ -323,11 +323,12 @@ def set_up(config, dataset: Dataset, workdir: str) -> RunSetup:
     seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
     runs, replicated = _shardings(config, len(seeds), len(hparam_labels))
     agent = common.with_obs_normalization(raw_agent, stats)
-    state = initial_run_state(agent, seeds, len(hparam_labels), runs, replicated)
     meta = run_record(config, dataset, stats, seeds, hparam_labels)
     lock = _lock_workdir(workdir)
     try:
-        step, state, checkpointer = _checked_resume(config, workdir, state, meta)
+        check_run_dir(config, workdir, meta)  # before compiling anything: a refusal here is instant
+        state = initial_run_state(agent, seeds, len(hparam_labels), runs, replicated)
+        step, state, checkpointer = _restore(config, workdir, state, meta)
     except BaseException:
         if lock is not None:
             lock.release(restore=True)
@@ -439,8 +440,8 @@ def clear_run(workdir: str) -> None:
     _sync("jaxmtf_clear_run")
 
 
-def _checked_resume(config, workdir: str, state: RunState, meta):
-    """(step, state, checkpointer or None) after every check that can refuse; writes nothing but
+def check_run_dir(config, workdir: str, meta) -> None:
+    """The saved run record against this run's, and the logs' integrity; writes nothing but
     force_new_run's deletions."""
     if config.get("force_new_run", False):
         clear_run(workdir)
@@ -450,6 +451,10 @@ def _checked_resume(config, workdir: str, state: RunState, meta):
     for name in (rundir.METRICS_FILE, rundir.EVAL_FILE):
         for path in rundir.run_files(workdir, name):
             rundir.read_jsonl(path)  # a damaged line before the last refuses here, before any truncation
+
+
+def _restore(config, workdir: str, state: RunState, meta):
+    """(step, state, checkpointer or None): the newest readable checkpoint, or (0, state) without one."""
     directory = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(directory):
         return 0, state, None

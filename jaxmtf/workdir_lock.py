@@ -25,6 +25,8 @@ from typing import Optional
 
 from absl import logging as absl_logging
 
+from jaxmtf.rundir import RunDirError
+
 LOCK_FILE = "run.lock"
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL)
 
@@ -58,6 +60,9 @@ class WorkdirLock:
 
     def acquire(self) -> None:
         """Takes the lock (creating the workdir and lock file if needed) or raises WorkdirLocked."""
+        if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
+            raise RunDirError(f"run directory '{self.workdir}': got a file, expected a directory (or a path "
+                                "that does not exist yet)")
         self._made_dir = not os.path.isdir(self.workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self._made_file = not os.path.exists(self.path)

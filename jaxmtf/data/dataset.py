@@ -64,10 +64,11 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
     """Checks a dict of arrays against the dataset format; raises DatasetError."""
     for name in REQUIRED_FIELDS:
         if name not in arrays or arrays[name] is None:
-            _fail(name, "missing (required fields: " + ", ".join(REQUIRED_FIELDS) + ")")
+            _fail(name, "missing, expected an array (required fields: " + ", ".join(REQUIRED_FIELDS) + ")")
     unknown = set(arrays) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS)
     if unknown:
-        _fail(sorted(unknown)[0], "unknown field (known: " + ", ".join(REQUIRED_FIELDS + OPTIONAL_FIELDS) + ")")
+        _fail(sorted(unknown)[0], "unknown field, expected one of the known fields (known: "
+              + ", ".join(REQUIRED_FIELDS + OPTIONAL_FIELDS) + ")")
 
     n = None
     for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
@@ -81,9 +82,10 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
         if n is None:
             n = value.shape[0]
             if n == 0:
-                _fail(name, "empty dataset (0 transitions)")
+                _fail(name, "empty dataset (0 transitions), expected at least 1")
         elif value.shape[0] != n:
-            _fail(name, f"length {value.shape[0]} does not match {n} transitions of 'observations'")
+            _fail(name, f"length {value.shape[0]} does not match {n} transitions of 'observations' "
+                  f"(expected {n} rows)")
         if name == "episode_ids":
             if not np.issubdtype(value.dtype, np.integer):
                 _fail(name, f"expected an integer dtype, got {value.dtype}")
@@ -92,19 +94,23 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
             _fail(name, f"expected a floating dtype, got {value.dtype}")
         if not np.all(np.isfinite(value)):
             bad = int(np.argmax(~np.isfinite(value).reshape(n, -1).all(axis=1)))
-            _fail(name, f"contains NaN or Inf (first at transition {bad})")
+            _fail(name, f"contains NaN or Inf (first at transition {bad}), expected finite values")
         if name in _BINARY_FIELDS and not np.all((value == 0) | (value == 1)):
-            _fail(name, "must be 0 or 1")
+            bad = int(np.argmax((value != 0) & (value != 1)))
+            _fail(name, f"must be 0 or 1, got {value[bad]} (first at transition {bad})")
 
     obs, next_obs = np.asarray(arrays["observations"]), np.asarray(arrays["next_observations"])
     if obs.shape[1] != next_obs.shape[1]:
-        _fail("next_observations", f"width {next_obs.shape[1]} differs from observations' {obs.shape[1]}")
+        _fail("next_observations", f"width {next_obs.shape[1]} differs from observations' {obs.shape[1]} "
+              f"(expected {obs.shape[1]})")
     actions = np.asarray(arrays["actions"])
     if np.abs(actions).max() > 1.0 + _ACTION_TOLERANCE:
-        _fail("actions", f"outside [-1, 1] (max |a| = {np.abs(actions).max():.4g}); rescale actions to the box")
+        _fail("actions", f"outside [-1, 1] (max |a| = {np.abs(actions).max():.4g}), expected values in [-1, 1]; "
+              "rescale actions to the box")
     responses = arrays.get("task_responses")
     if responses is not None and task_names and np.asarray(responses).shape[1] != len(task_names):
-        _fail("task_responses", f"{np.asarray(responses).shape[1]} columns but {len(task_names)} task names")
+        _fail("task_responses", f"{np.asarray(responses).shape[1]} columns but {len(task_names)} task names "
+              f"(expected {len(task_names)} columns)")
     check_episodes(arrays)
 
 
@@ -235,7 +241,8 @@ def load(path: str, verify_checksums: bool = True) -> Dataset:
         if list(a.shape) != list(e["shape"]) or str(a.dtype) != e["dtype"]:
             _fail(name, f"shape/dtype {a.shape} {a.dtype} does not match the sidecar's {tuple(e['shape'])} {e['dtype']}")
         if verify_checksums and _sha256(a) != e["sha256"]:
-            _fail(name, "checksum does not match the sidecar (file modified or corrupted)")
+            _fail(name, f"checksum does not match the sidecar (file modified or corrupted): got "
+                  f"{_sha256(a)[:12]}..., expected {e['sha256'][:12]}...")
     return from_arrays(arrays, tuple(sidecar["task_names"]))
 
 
