@@ -122,12 +122,23 @@ class Checkpointer:
             self.skipped.append(step)
             reasons.append(f"{step}: {reason}")
         if steps:
-            raise CheckpointError(
-                f"checkpoint directory '{self.directory}': got no readable checkpoint ({'; '.join(reasons)}), "
-                "expected at least one that restores and matches its checksum; set --config.force_new_run=True "
-                "to start afresh (it deletes this run's checkpoints and logs)"
-            )
+            raise _none_readable(self.directory, reasons)
         return None
+
+    def check_latest_record(self, meta: Dict[str, Any]) -> None:
+        """The newest readable checkpoint's record against `meta`, before any state is built: a mismatch
+        or no readable record at all raises CheckpointError (restore_latest then reads the states)."""
+        reasons = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                saved = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception as e:  # a damaged record: restore_latest will skip this one and warn
+                reasons.append(f"{step}: its record does not load: {_first_line(e)}")
+                continue
+            check_record(saved, meta, self.directory)
+            return
+        if reasons:
+            raise _none_readable(self.directory, reasons)
 
     def _try_restore(self, step: int, like_state: Any, meta: Dict[str, Any]) -> Tuple[Optional[Any], str]:
         """(state, "") if checkpoint `step` restores and checks out, else (None, why not)."""
@@ -168,6 +179,14 @@ class Checkpointer:
         self._manager.close()
 
 
+def _none_readable(directory: str, reasons: List[str]) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint directory '{directory}': got no readable checkpoint ({'; '.join(reasons)}), expected at least "
+        "one that restores and matches its checksum; set --config.force_new_run=True to start afresh (it deletes "
+        "this run's checkpoints and logs)"
+    )
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0][:200] if text else ''}"
@@ -179,7 +198,8 @@ WARN_ONLY_FIELDS = ("dataset_path",)
 
 def check_record(saved: Dict[str, Any], meta: Dict[str, Any], where: str) -> None:
     """Refuses a resume whose record differs from the saved one, naming the field and both values."""
-    for field in sorted((set(meta) | set(saved)) - {"checksum"}):
+    # In the record's own order: what a run is (algo, agent, data, normalisation) before what follows from it.
+    for field in [f for f in list(meta) + [f for f in saved if f not in meta] if f != "checksum"]:
         if saved.get(field) != _json_like(meta.get(field)):
             if field in WARN_ONLY_FIELDS:
                 absl_logging.warning("%s: %s is %r, was %r (the data's checksum is unchanged)", where, field,

@@ -324,12 +324,15 @@ def set_up(config, dataset: Dataset, workdir: str) -> RunSetup:
     runs, replicated = _shardings(config, len(seeds), len(hparam_labels))
     agent = common.with_obs_normalization(raw_agent, stats)
     meta = run_record(config, dataset, stats, seeds, hparam_labels)
-    lock = _lock_workdir(workdir)
+    lock, checkpointer = _lock_workdir(workdir), None
     try:
         check_run_dir(config, workdir, meta)  # before compiling anything: a refusal here is instant
+        checkpointer = _existing_checkpoints(config, workdir, meta)
         state = initial_run_state(agent, seeds, len(hparam_labels), runs, replicated)
-        step, state, checkpointer = _restore(config, workdir, state, meta)
+        step, state = _restore(checkpointer, state, meta)
     except BaseException:
+        if checkpointer is not None:
+            checkpointer.close()
         if lock is not None:
             lock.release(restore=True)
         raise
@@ -453,20 +456,25 @@ def check_run_dir(config, workdir: str, meta) -> None:
             rundir.read_jsonl(path)  # a damaged line before the last refuses here, before any truncation
 
 
-def _restore(config, workdir: str, state: RunState, meta):
-    """(step, state, checkpointer or None): the newest readable checkpoint, or (0, state) without one."""
+def _existing_checkpoints(config, workdir: str, meta) -> Optional[checkpoint_lib.Checkpointer]:
+    """The run's checkpoints if it has any (None otherwise), the newest readable record checked against
+    this run's before anything is compiled."""
     directory = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(directory):
-        return 0, state, None
+        return None
     checkpointer = checkpoint_lib.Checkpointer(directory, max_to_keep=config.get("keep_checkpoints", 3))
     try:
-        restored = checkpointer.restore_latest(state, meta)
+        checkpointer.check_latest_record(meta)
     except BaseException:
         checkpointer.close()
         raise
-    if restored is None:
-        return 0, state, checkpointer
-    return restored[0], restored[1], checkpointer
+    return checkpointer
+
+
+def _restore(checkpointer, state: RunState, meta) -> Tuple[int, RunState]:
+    """(step, state) of the newest readable checkpoint, or (0, state) without one."""
+    restored = None if checkpointer is None else checkpointer.restore_latest(state, meta)
+    return (0, state) if restored is None else restored
 
 
 def _finished_summary(config, workdir: str, step: int) -> Optional[Dict[str, Any]]:
@@ -597,11 +605,13 @@ def run_loop(run: RunSetup, config, eval_fn: Optional[Callable], stop_at: int) -
                 records = _log_chunk(run, *pending, clock, num_updates)  # the previous chunk, during this one
             pending = (step, metrics)
             evaluates, checkpoints = _due(step, eval_every), _due(step, checkpoint_every) or step == num_updates
-            stopped_by = stop.requested()
-            if clock.compile_seconds is None or evaluates or checkpoints or stopped_by:
+            if clock.compile_seconds is None or evaluates or checkpoints:
                 records, pending = _log_chunk(run, *pending, clock, num_updates), None
             if evaluates:
                 _evaluate(run, eval_fn, state, step)
+            stopped_by = stop.requested()
+            if stopped_by and pending is not None:
+                records, pending = _log_chunk(run, *pending, clock, num_updates), None
             if checkpoints or stopped_by:
                 _save(run, step, state)
             if stopped_by:
