@@ -112,23 +112,9 @@ def all_finite(agent_state) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_group_size: int = 0) -> Callable:
-    """jit(chunk)(run_state, data, hparams) -> (run_state, metrics [S, H]).
-
-    `seed_group_size` = 0 vmaps all seeds at once (what accelerators want).
-    g > 0 vmaps g seeds at a time and loops over the groups inside the same
-    compiled chunk (`lax.map`): on a CPU, where one seed already fills the
-    cores, a small group keeps each seed's activations in cache and so keeps
-    the total throughput of one seed (benchmarks/README.md measures it).
-    The result is the same either way, up to float rounding.
-
-    Divergence: after every update the run's state is checked for NaN and
-    Inf inside the scan (one reduction over the parameters, no host round
-    trip); the first update after which it is not finite is carried in
-    `RunState.diverged_at` and reported as the metric `diverged_at_step`.
-    A diverged run keeps computing (its numbers are NaN); the others, being
-    separate lanes of the vmap, are untouched.
-    """
+def _one_run_fn(agent: common.Agent, batch_size: int, chunk_size: int) -> Callable:
+    """one_run(agent_state, key, diverged_at, data, hparams) -> the same, and the chunk's metrics: one
+    run's scan of `chunk_size` updates, with its divergence check after every update."""
 
     def one_run(agent_state, key, diverged_at, data: Transition, hparams):
         num_transitions = data.rewards.shape[0]
@@ -149,6 +135,29 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_gr
         # Metrics defined on some updates only (delayed actor steps) are NaN on the others.
         metrics = jax.tree.map(lambda m: jnp.nanmean(m, axis=0), metrics)
         return agent_state, key, diverged_at, {**metrics, "diverged_at_step": diverged_at}
+
+    return one_run
+
+
+def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_group_size: int = 0) -> Callable:
+    """jit(chunk)(run_state, data, hparams) -> (run_state, metrics [S, H]).
+
+    `seed_group_size` = 0 vmaps all seeds at once (what accelerators want).
+    g > 0 vmaps g seeds at a time and loops over the groups inside the same
+    compiled chunk (`lax.map`): on a CPU, where one seed already fills the
+    cores, a small group keeps each seed's activations in cache and so keeps
+    the total throughput of one seed (benchmarks/README.md measures it).
+    The result is the same either way, up to float rounding.
+
+    Divergence: after every update the run's state is checked for NaN and
+    Inf inside the scan (one reduction over the parameters, no host round
+    trip); the first update after which it is not finite is carried in
+    `RunState.diverged_at` and reported as the metric `diverged_at_step`.
+    A diverged run keeps computing (its numbers are NaN); the others, being
+    separate lanes of the vmap, are untouched.
+    """
+
+    one_run = _one_run_fn(agent, batch_size, chunk_size)
 
     def one_seed(agent_state, key, diverged_at, data, hparams):  # [H, ...] -> [H, ...]
         axes = common.agent_axes(agent_state)

@@ -29,7 +29,7 @@ def main(argv):
         summary = pipeline.train_from_config(_CONFIG.value, _WORKDIR.value)
     except training.Preempted as stopped:  # the loop has logged its one line
         sys.exit(128 + stopped.signum)
-    except training.REFUSALS as refused:  # a bad input: its one line, not a traceback
+    except pipeline.REFUSALS as refused:  # a bad input: its one line, not a traceback
         logging.error("%s", refused)
         sys.exit(2)
     logging.info("finished at update %d; run directory %s", summary["step"], _WORKDIR.value)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import checkpoint, evaluation, rundir, training, workdir_lock
+from jaxmtf import analysis, checkpoint, evaluation, pipeline, rundir, training, workdir_lock
 from jaxmtf.data import DatasetError, from_arrays, load, one_step_dataset, save
 from jaxmtf.evaluation import EvaluationError
 from jaxmtf.run_config import ConfigError
@@ -26,11 +26,12 @@ from jaxmtf.sim import env as sim_env
 from jaxmtf.types import to_numpy
 
 TINY = one_step_dataset(num_transitions=256, obs_dim=3, act_dim=2, seed=0)
-# The run the run-directory cases resume: 1 seed, checkpoints at 10, 20, 30.
-BASE = dict(num_seeds=1, num_updates=30, checkpoint_every=10)
+# The run the run-directory cases resume (and the divergence test's clean twin): TD3+BC, 1 seed x 2 settings,
+# checkpoints at 10, 20, 30.
+BASE = dict(num_seeds=1, num_updates=30, checkpoint_every=10, sweep="alpha=2.5,5.0")
 
 
-def _config(module="td3", agent=None, **driver):
+def _config(module="td3_bc", agent=None, **driver):
     """small_config with overrides; rebuilt from a dict so that any type can be set (ConfigDict is type-safe)."""
     config = small_config(module, **BASE).to_dict()
     config.update(driver)
@@ -38,7 +39,7 @@ def _config(module="td3", agent=None, **driver):
     return ml_collections.ConfigDict(config)
 
 
-def _train(module="td3", agent=None, dataset=None, **driver) -> Callable[[str], Any]:
+def _train(module="td3_bc", agent=None, dataset=None, **driver) -> Callable[[str], Any]:
     return lambda workdir: training.train(_config(module, agent, **driver), dataset or TINY, workdir)
 
 
@@ -176,7 +177,7 @@ CASES = [
         ("'sweep'", "'discount=0.9;discount=0.99'", "each hparam named once")),
     Bad("value twice", _train(sweep="discount=0.9,0.9"), D, ("'sweep.discount'", "[0.9, 0.9]", "distinct values")),
     Bad("swept out of range", _train(sweep="discount=1.5"), D, ("'sweep.discount'", "got 1.5", "in [0, 1]")),
-    Bad("not sweepable", _train(sweep="alpha=1"), D, ("'sweep.alpha'", "'alpha'", "a sweepable hyperparameter")),
+    Bad("not sweepable", _train(sweep="beta=1"), D, ("'sweep.beta'", "'beta'", "a sweepable hyperparameter")),
     Bad("sweep unparsable", _train(sweep="discount"), D, ("'sweep'", "'discount'", "expected name=v1,v2")),
     Bad("sweep empty list", _train(sweep="discount="), D, ("'sweep.discount'", "got []", "a non-empty list")),
     # --- agent fields
@@ -193,22 +194,23 @@ CASES = [
     Bad("agent discount", _train(agent={"discount": 1.5}), D, ("'agent.discount'", "got 1.5", "in [0, 1]")),
     Bad("frozen targets", _train(agent={"tau": 0.0}), D, ("'agent.tau'", "got 0.0", "in (0, 1]")),
     Bad("negative noise", _train(agent={"policy_noise": -0.1}), D, ("'agent.policy_noise'", "-0.1", ">= 0")),
-    Bad("negative alpha", _train("td3_bc", agent={"alpha": -1.0}), D, ("'agent.alpha'", "got -1.0", ">= 0")),
-    Bad("alpha past float32", _train("td3_bc", agent={"alpha": 1e39}), D, ("'agent.alpha'", "1e+39", "a finite number")),
-    Bad("bcq lambda", _train("bcq", agent={"lmbda": 1.5}), D, ("'agent.lmbda'", "got 1.5", "in [0, 1]")),
-    Bad("bcq samples", _train("bcq", agent={"num_target_samples": 0}), D,
+    Bad("negative alpha", _train(agent={"alpha": -1.0}), D, ("'agent.alpha'", "got -1.0", ">= 0")),
+    Bad("alpha past float32", _train(agent={"alpha": 1e39}), D, ("'agent.alpha'", "1e+39", "a finite number")),
+    Bad("swept past float32", _train(sweep="alpha=1e39"), D, ("'sweep.alpha'", "1e+39", "a finite number")),
+    Bad("bcq lambda", _train("bcq", agent={"lmbda": 1.5}, sweep=""), D, ("'agent.lmbda'", "got 1.5", "in [0, 1]")),
+    Bad("bcq samples", _train("bcq", agent={"num_target_samples": 0}, sweep=""), D,
         ("'agent.num_target_samples'", "got 0", ">= 1")),
-    Bad("cql temperature", _train("cql", agent={"temperature": 0.0}), D, ("'agent.temperature'", "0.0", "> 0")),
-    Bad("cql string bool", _train("cql", agent={"with_lagrange": "no"}), D,
+    Bad("cql temperature", _train("cql", agent={"temperature": 0.0}, sweep=""), D, ("'agent.temperature'", "0.0", "> 0")),
+    Bad("cql string bool", _train("cql", agent={"with_lagrange": "no"}, sweep=""), D,
         ("'agent.with_lagrange'", "'no'", "True or False")),
-    Bad("cql warm-up", _train("cql", agent={"policy_eval_start": -1}), D, ("'agent.policy_eval_start'", "-1", ">= 0")),
-    Bad("uwac kernel", _train("uwac", agent={"kernel": "cosine"}), D,
+    Bad("cql warm-up", _train("cql", agent={"policy_eval_start": -1}, sweep=""), D, ("'agent.policy_eval_start'", "-1", ">= 0")),
+    Bad("uwac kernel", _train("uwac", agent={"kernel": "cosine"}, sweep=""), D,
         ("'agent.kernel'", "'cosine'", "one of ['gaussian', 'laplacian']")),
-    Bad("uwac clamp", _train("uwac", agent={"clip_bottom": 0.9, "clip_top": 0.1}), D,
+    Bad("uwac clamp", _train("uwac", agent={"clip_bottom": 0.9, "clip_top": 0.1}, sweep=""), D,
         ("'agent.clip_bottom' and 'agent.clip_top'", "0.9 and 0.1", "clip_bottom <= clip_top")),
-    Bad("uwac passes", _train("uwac", agent={"num_dropout_samples": 1}), D,
+    Bad("uwac passes", _train("uwac", agent={"num_dropout_samples": 1}, sweep=""), D,
         ("'agent.num_dropout_samples'", "got 1", ">= 2")),
-    Bad("uwac dropout", _train("uwac", agent={"dropout_rate": 1.0}), D, ("'agent.dropout_rate'", "1.0", "in [0, 1)")),
+    Bad("uwac dropout", _train("uwac", agent={"dropout_rate": 1.0}, sweep=""), D, ("'agent.dropout_rate'", "1.0", "in [0, 1)")),
     # --- datasets
     Bad("ids restart", lambda w: from_arrays(_restarted()), DatasetError,
         ("'episode_ids'", "episode id 0 again at row 10", "expected an episode's rows to stop at its end flag")),
@@ -230,16 +232,16 @@ CASES = [
         ("'next_observations'", "width 2", "expected 3")),
     Bad("tampered file", _tampered_file, DatasetError, ("'rewards'", "checksum does not match", "expected")),
     # --- run directories and checkpoints (resuming the base run)
-    Bad("other algo", _train("td3_bc"), checkpoint.CheckpointError, ("'algo'", "got 'td3_bc'", "the saved 'td3'"),
+    Bad("other algo", _train("td3", sweep=""), checkpoint.CheckpointError, ("'algo'", "got 'td3'", "the saved 'td3_bc'"),
         _base_copy, True),
     Bad("other agent", _train(agent={"critic_hidden_dims": (16, 16)}), checkpoint.CheckpointError,
         ("'agent'", "[16, 16]", "the saved {"), _base_copy, True),
-    Bad("normalisation", _train(normalize_observations=True), checkpoint.CheckpointError,
-        ("'normalize_observations'", "got True", "the saved False"), _base_copy, True),
+    Bad("normalisation", _train(normalize_observations=False), checkpoint.CheckpointError,
+        ("'normalize_observations'", "got False", "the saved True"), _base_copy, True),
     Bad("other data", _train(dataset=one_step_dataset(256, 3, 2, seed=1)), checkpoint.CheckpointError,
         ("'dataset_checksum'", "got '", "the saved '"), _base_copy, True),
     Bad("other sweep", _train(sweep="discount=0.9,0.99"), checkpoint.CheckpointError,
-        ("'hparam_settings'", "0.9", "the saved [{}]"), _base_copy, True),
+        ("'hparam_settings'", "0.9", "the saved [{'alpha': 2.5}, {'alpha': 5.0}]"), _base_copy, True),
     Bad("other seeds", _train(num_seeds=2), checkpoint.CheckpointError, ("'seeds'", "got [0, 1]", "the saved [0]"),
         _base_copy, True),
     Bad("other batch", _train(batch_size=32), checkpoint.CheckpointError, ("'batch_size'", "got 32", "the saved 16"),
@@ -289,7 +291,7 @@ def _snapshot(root: str) -> dict:
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
-    """A finished run (1 seed, 30 updates, checkpoints at 10, 20, 30) and its final state."""
+    """A finished run (TD3+BC, 1 seed x alpha 2.5, 5; 30 updates; checkpoints at 10, 20, 30) and its final state."""
     workdir = str(tmp_path_factory.mktemp("base") / "run")
     summary = training.train(_config(), TINY, workdir)
     return workdir, summary["state"]
@@ -343,11 +345,12 @@ def test_corrupt_checkpoints_a_partial_line_and_a_stale_lock_are_survived(base_r
     dead = {"pid": 999999, "host": "gone-host", "started": "2026-01-01T00:00:00Z"}
     open(os.path.join(workdir, workdir_lock.LOCK_FILE), "w").write(json.dumps(dead))
     with caplog.at_level("WARNING"):
+        assert len(analysis.load_run(workdir)["metrics"]) == 3 * 2  # the reader skips the partial line
         summary = training.train(_config(), TINY, workdir)
     assert summary["finished"] and summary["step"] == 30
     _assert_equal_trees(summary["state"], final_state)
     log = caplog.text
-    for needle in ("checkpoint 30 in", "checkpoint 20 in", "removed a partial last line", "metrics.jsonl",
+    for needle in ("checkpoint 30 in", "checkpoint 20 in", "skipped a partial last line", "removed a partial last line",
                    "took over the lock left by pid 999999 on host gone-host"):
         assert needle in log, needle
     assert rundir.read_jsonl(os.path.join(workdir, "metrics.jsonl")) == rundir.read_jsonl(os.path.join(base, "metrics.jsonl"))
@@ -398,34 +401,27 @@ def _actor_size_eval(send_sigint_at=None):
     return eval_fn
 
 
-def _divergence_config(alphas: str):
-    config = small_config("td3_bc", num_seeds=2, num_updates=30, eval_every=10, checkpoint_every=0)
-    config.sweep = f"alpha={alphas}"
-    return config
-
-
-def test_divergence_is_reported_and_isolated_and_sigint_resumes_exactly(tmp_path, caplog):
+def test_divergence_is_reported_and_isolated_and_sigint_resumes_exactly(base_run, tmp_path, caplog):
     """alpha = 3e38 overflows float32 in TD3+BC's lambda * Q within two updates. That setting is flagged
-    (metrics, eval, summary, a warning); the other setting equals, bit for bit, a run whose second setting
-    is sane, although this run was also stopped by SIGINT at update 10 and resumed."""
+    (metrics, eval, summary, a warning); the other setting equals, bit for bit, the base run (whose second
+    setting is alpha 5), although this run was also stopped by SIGINT at update 10 and resumed."""
     workdir = str(tmp_path / "nan")
+    config = _config(sweep="alpha=2.5,3e38", eval_every=10, checkpoint_every=0)
     with pytest.raises(training.Preempted) as stopped:
-        training.train(_divergence_config("2.5,3e38"), TINY, workdir, eval_fn=_actor_size_eval(send_sigint_at=10))
+        training.train(config, TINY, workdir, eval_fn=_actor_size_eval(send_sigint_at=10))
     assert stopped.value.step == 10 and stopped.value.signum == signal.SIGINT
     assert os.listdir(os.path.join(workdir, "checkpoints")) == ["10"]  # checkpoint_every=0: the stop's own
     with caplog.at_level("WARNING"):
-        summary = training.train(_divergence_config("2.5,3e38"), TINY, workdir, eval_fn=_actor_size_eval())
-    clean = training.train(_divergence_config("2.5,5.0"), TINY, str(tmp_path / "clean"))
-    for s in range(2):
-        _assert_equal_trees(jax.tree.map(lambda x: x[s, 0], summary["state"].agent.replace(step=None)),
-                            jax.tree.map(lambda x: x[s, 0], clean["state"].agent.replace(step=None)))
+        summary = training.train(config, TINY, workdir, eval_fn=_actor_size_eval())
+    _assert_equal_trees(jax.tree.map(lambda x: x[0, 0], summary["state"].agent.replace(step=None)),
+                        jax.tree.map(lambda x: x[0, 0], base_run[1].agent.replace(step=None)))
     diverged = {(r["seed"], r["hparam_index"]): r["diverged_at_step"] for r in summary["diverged_at_step"]}
-    assert diverged == {(0, 0): None, (1, 0): None, (0, 1): 2, (1, 1): 2}
+    assert diverged == {(0, 0): None, (0, 1): 2}
     assert json.load(open(os.path.join(workdir, "summary.json")))["diverged_at_step"] == summary["diverged_at_step"]
     for r in rundir.read_jsonl(os.path.join(workdir, "metrics.jsonl")):
         assert r["diverged_at_step"] == diverged[(r["seed"], r["hparam_index"])]
     evals = rundir.read_jsonl(os.path.join(workdir, "eval.jsonl"))
-    assert [r["step"] for r in evals] == [10] * 4 + [20] * 4 + [30] * 4
+    assert [r["step"] for r in evals] == [10] * 2 + [20] * 2 + [30] * 2
     for r in evals:
         if diverged[(r["seed"], r["hparam_index"])] is None:
             assert np.isfinite(r["actor_abs"])
@@ -448,7 +444,8 @@ def _launcher(workdir, num_updates):
 
 def test_launcher_sigterm_checkpoints_and_a_second_launcher_is_refused(tmp_path):
     """A launcher that would run for hours: a second one on its workdir fails at once naming it; SIGTERM makes
-    it finish its chunk, checkpoint, log one line and exit 143; the same workdir then resumes from there."""
+    it finish its chunk, checkpoint, log one line and exit 143; the same command (shortened to end one
+    chunk later: num_updates is not part of the run record) then resumes from there."""
     workdir = tmp_path / "run"
     first = subprocess.Popen(_launcher(workdir, 10**7), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
@@ -456,8 +453,12 @@ def test_launcher_sigterm_checkpoints_and_a_second_launcher_is_refused(tmp_path)
     while time.time() < deadline and first.poll() is None and not (workdir / "metrics.jsonl").exists():
         time.sleep(0.2)
     assert first.poll() is None, first.stderr.read()[-2000:]
-    second = subprocess.run(_launcher(workdir, 10**7), cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert second.returncode == 2 and f"got a lock held by pid {first.pid} on host" in second.stderr, second.stderr[-2000:]
+    # The second launcher is this process (a launcher's library call, refused before it compiles anything).
+    config = small_config("td3", hidden=(16, 16), num_seeds=1, num_updates=10**7, chunk_size=100,
+                          checkpoint_every=0, batch_size=32)
+    config.dataset = "synthetic:one_step"
+    with pytest.raises(workdir_lock.WorkdirLocked, match=f"got a lock held by pid {first.pid} on host"):
+        pipeline.train_from_config(config, str(workdir))
     first.send_signal(signal.SIGTERM)
     _, stderr = first.communicate(timeout=240)
     assert first.returncode == 128 + signal.SIGTERM, stderr[-2000:]
