@@ -346,8 +346,15 @@ def set_up(config, dataset: Dataset, workdir: str) -> RunSetup:
         if lock is not None:
             lock.release(restore=True)
         raise
-    saved_summary = _finished_summary(config, workdir, step)
-    logger, checkpointer = _open_run_dir(config, workdir, stats, meta, step, checkpointer, saved_summary is None)
+    try:  # past the checks: a failure now must not leave the lock held (a notebook would lock itself out)
+        saved_summary = _finished_summary(config, workdir, step)
+        logger, checkpointer = _open_run_dir(config, workdir, stats, meta, step, checkpointer, saved_summary is None)
+    except BaseException:
+        if checkpointer is not None:
+            checkpointer.close()
+        if lock is not None:
+            lock.release()
+        raise
     return RunSetup(
         agent=agent,
         chunk_fn=make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size), seed_group_size(config, runs)),
