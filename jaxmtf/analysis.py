@@ -46,7 +46,7 @@ def load_runs(workdirs: Union[str, Iterable[str]]) -> Dict[str, pd.DataFrame]:
 
 def hparam_columns(df: pd.DataFrame) -> List[str]:
     """The swept hyperparameter columns (those that vary between settings)."""
-    known = {"run", "algo", "step", *RUN_KEYS}
+    known = {"run", "algo", "step", "diverged_at_step", *RUN_KEYS}  # divergence varies by setting but is no hparam
     numeric = [c for c in df.columns if c not in known]
     if "hparam_index" not in df:
         return []

@@ -11,6 +11,11 @@ compiled program, and also reports the agent's own value estimate
 Q(s_0, pi(s_0)) at the users' initial states against the true discounted
 return from those states: the overestimation measure of the BCQ paper.
 `make_eval_fn` packages it for the training driver (eval.jsonl).
+
+Every entry point checks its inputs first (`check_eval_inputs`,
+`check_policy`): a bad user count, discount or policy fails with one
+`EvaluationError` line naming the argument, the value and what was
+expected, before a rollout is traced.
 """
 from typing import Callable, Dict, Tuple
 
@@ -18,10 +23,45 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmtf import schema
 from jaxmtf.agents import common
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim.rollout import Trajectory, returns, rollout
 from jaxmtf.stats import ci95_halfwidth
+
+
+class EvaluationError(ValueError):
+    """An evaluation input (user count, discount, policy) is invalid. The message names it."""
+
+
+def check_eval_inputs(num_users, discount) -> None:
+    """num_users an integer >= 1, discount a number in [0, 1] (the driver's eval_users, eval_discount)."""
+    for name, value, spec in (("num_users", num_users, schema.integer(1)), ("discount", discount, schema.real(0, 1))):
+        if not spec.check(value):
+            raise EvaluationError(f"evaluation argument '{name}': got {value!r}, expected {spec.expected}")
+
+
+def check_policy(env_params: sim_env.EnvParams, policy_fn, policy_params) -> None:
+    """policy_fn(params, obs [obs_dim], key) -> action [act_dim] floats, checked by tracing its shapes only."""
+    want = "a callable policy(params, obs [obs_dim], key) -> action [act_dim]"
+    if not callable(policy_fn):
+        raise EvaluationError(f"evaluation argument 'policy_fn': got {policy_fn!r}, expected {want}")
+    obs = jax.ShapeDtypeStruct((sim_env.obs_dim(env_params),), jnp.float32)
+    try:
+        # params closed over: any Python object a policy takes is fine; only shapes are traced.
+        action = jax.eval_shape(lambda o, k: policy_fn(policy_params, o, k), obs, jax.random.PRNGKey(0))
+    except Exception as e:  # whatever the policy raises on one observation, said in one line
+        raise EvaluationError(
+            f"evaluation argument 'policy_fn': got a policy that fails on one observation of shape {obs.shape} "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}), expected {want}"
+        ) from None
+    act_dim = sim_env.act_dim(env_params)
+    shape, dtype = getattr(action, "shape", None), getattr(action, "dtype", None)
+    if shape != (act_dim,) or not jnp.issubdtype(dtype, jnp.floating):
+        raise EvaluationError(
+            f"evaluation argument 'policy_fn': got an action of shape {shape} and dtype {dtype}, expected "
+            f"shape ({act_dim},) floats (act_dim of the simulator)"
+        )
 
 
 def _summarise(traj: Trajectory, per_user: Dict[str, jax.Array], env_params: sim_env.EnvParams) -> Dict[str, jax.Array]:
@@ -67,6 +107,8 @@ def evaluate_policy_per_user(
     Policies scored with the same key meet the same users with the same
     randomness, so their per-user returns can be compared pairwise.
     """
+    check_eval_inputs(num_users, discount)
+    check_policy(env_params, policy_fn, policy_params)
     traj = rollout(key, env_params, policy_fn, policy_params, num_users)
     per_user = returns(traj, discount)
     stats, user_returns = jax.device_get((_summarise(traj, per_user, env_params), per_user["undiscounted"]))
@@ -94,6 +136,7 @@ def make_agent_evaluator(
     `with_user_returns`: it returns ({metric: [S, H]}, undiscounted return [S, H, U]
     of every user, from the same rollouts), for paired comparisons.
     """
+    check_eval_inputs(num_users, discount)
     policy = agent_policy_fn(agent)
 
     def one_agent(state, key):
@@ -123,6 +166,7 @@ def make_eval_fn(env_params: sim_env.EnvParams, num_users: int, discount: float,
     The evaluation users are fixed by `seed` (the same users at every step,
     so learning curves are not confounded by which users were drawn).
     """
+    check_eval_inputs(num_users, discount)
     cache: Dict[int, Callable] = {}
     key = jax.random.PRNGKey(seed)
 

@@ -6,6 +6,7 @@ import jax
 from absl import logging
 
 from jaxmtf import evaluation, training
+from jaxmtf.run_config import ConfigError, validate_config
 from jaxmtf.data import collect, synthetic
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.data.minari_import import from_minari  # imports minari (optional) only when called
@@ -15,6 +16,8 @@ from jaxmtf.types import Dataset
 
 SYNTHETIC_PREFIX = "synthetic:"
 MINARI_PREFIX = "minari:"
+# What a launch can be refused with, each a one-line message naming the field, the value and the expectation.
+REFUSALS = training.REFUSALS + (evaluation.EvaluationError,)
 
 
 def load_dataset(spec: str) -> Dataset:
@@ -24,15 +27,17 @@ def load_dataset(spec: str) -> Dataset:
     if spec.startswith(SYNTHETIC_PREFIX):
         name = spec[len(SYNTHETIC_PREFIX):]
         if name != "one_step":
-            raise ValueError(f"config field 'dataset': unknown synthetic dataset {name!r} (known: one_step)")
+            raise ConfigError(f"config field 'dataset': got {spec!r}, expected a path, minari:ID or synthetic:one_step")
         return synthetic.one_step_dataset()
     return dataset_lib.load(spec)
 
 
 def train_from_config(config, workdir: str) -> Dict[str, Any]:
-    """Loads `config.dataset` and trains on it in `workdir` (resuming if possible)."""
+    """Loads `config.dataset` and trains on it in `workdir` (resuming if possible); the config is checked
+    before the dataset is loaded."""
+    validate_config(config)
     if not config.get("dataset"):
-        raise ValueError("config field 'dataset': empty; give --config.dataset=PATH")
+        raise ConfigError("config field 'dataset': got '', expected a path (give --config.dataset=PATH)")
     dataset = load_dataset(config.dataset)
     logging.info("dataset %s: %d transitions, obs %d, act %d", config.dataset, dataset.size, dataset.obs_dim, dataset.act_dim)
     return training.train(config, dataset, workdir, eval_fn=simulator_eval_fn(config))

@@ -1,13 +1,18 @@
 """The training config's driver fields: validation and the hparam sweep grid.
 
-Everything here runs before anything is built, so a bad config fails with a
-message naming the field (`ConfigError`), not with a shape error inside jit.
+Everything here runs before anything is built or written, so a bad config
+fails with one line naming the field, the value and what was expected
+(`ConfigError`), not with a shape error inside jit. `DRIVER_FIELDS` is the
+table of the driver's fields: a new driver field needs a spec there (an
+unknown field is refused, with the nearest known names), and each agent
+module's `CONFIG_FIELDS` is the table of its `config.agent`.
 """
 import itertools
 from typing import Dict, List, Tuple
 
 import jax.numpy as jnp
 
+from jaxmtf import agents, schema
 from jaxmtf.agents import common
 
 
@@ -15,29 +20,87 @@ class ConfigError(ValueError):
     """A training config field is missing or inconsistent. The message names it."""
 
 
+def _sweep_like(value) -> bool:
+    return isinstance(value, str) or (hasattr(value, "items") and all(isinstance(k, str) for k in value))
+
+
+# The driver's fields (launch/configs/base.py documents each); required ones every training config has.
+DRIVER_FIELDS = {
+    "algo": schema.choice(list(agents.ALGORITHMS)),
+    "agent": schema.Field(lambda v: hasattr(v, "items"), "a ConfigDict of the agent's fields"),
+    "dataset": schema.string(required=False),
+    "num_seeds": schema.integer(1),
+    "seed": schema.integer(0, 2**32 - 1),  # PRNGKey takes a uint32
+    "num_updates": schema.integer(1),
+    "batch_size": schema.integer(1),
+    "chunk_size": schema.integer(1),
+    "eval_every": schema.integer(0, required=False),
+    "eval_users": schema.integer(1, required=False),
+    "eval_discount": schema.real(0, 1, required=False),
+    "checkpoint_every": schema.integer(0, required=False),
+    # At least one: a run must leave a checkpoint to resume from (0 finished with none).
+    "keep_checkpoints": schema.integer(1, required=False),
+    "normalize_observations": schema.boolean(required=False),
+    "tensorboard": schema.boolean(required=False),
+    "shard_runs": schema.boolean(required=False),
+    "seed_group_size": schema.optional(schema.integer(0)),
+    "sweep": schema.Field(_sweep_like, "a string 'name=v1,v2;other=v3' or a mapping name -> values", False),
+    "force_new_run": schema.boolean(required=False),
+}
+
+
 def validate_config(config) -> None:
-    """Checks the driver's fields of a training config before anything is built."""
-    for field in ("algo", "agent", "num_updates", "chunk_size", "batch_size", "num_seeds", "seed"):
-        if field not in config:
-            raise ConfigError(f"config field '{field}': missing")
-    for field in ("num_updates", "chunk_size", "batch_size", "num_seeds"):
-        if int(config[field]) <= 0:
-            raise ConfigError(f"config field '{field}': must be positive, got {config[field]}")
+    """Checks the driver's fields, the agent's fields and the sweep of a training config before anything
+    is built; raises ConfigError naming the field, the value and what was expected."""
+    schema.check_fields(config, DRIVER_FIELDS, "", ConfigError)
+    agents.check_agent_config(config, ConfigError)
     seed_group_field(config)
+    _check_chunk_multiples(config)
+    if int(config.seed) + int(config.num_seeds) - 1 > 2**32 - 1:
+        raise ConfigError(f"config field 'seed': got {config.seed}, expected seed + num_seeds - 1 <= {2**32 - 1}")
+    check_sweep_values(config)
+
+
+def _check_chunk_multiples(config) -> None:
     for field in ("eval_every", "checkpoint_every", "num_updates"):
         value = int(config.get(field, 0) or 0)
         if value and value % int(config.chunk_size):
             raise ConfigError(
-                f"config field '{field}': {value} is not a multiple of chunk_size={config.chunk_size} "
-                "(logging, evaluation and checkpoints happen between chunks)"
+                f"config field '{field}': got {value}, expected a multiple of chunk_size={config.chunk_size} "
+                "(not a multiple of chunk_size: logging, evaluation and checkpoints happen between chunks)"
             )
+
+
+def check_sweep_values(config) -> None:
+    """Every swept value is a value its agent field accepts (the same spec as the config's)."""
+    sweep = config.get("sweep", None)
+    sweep = parse_sweep(sweep) if isinstance(sweep, str) else dict(sweep or {})
+    for name, values in sweep.items():
+        spec = agents.agent_field(config.algo, name)
+        for value in values:
+            if spec is not None and not spec.check(value):
+                raise schema.field_error(ConfigError, f"sweep.{name}", value, spec.expected)
+
+
+def check_against_dataset(config, num_transitions: int) -> None:
+    """Cross-field rules between the config and the dataset.
+
+    A batch larger than the dataset is refused: batches are sampled with
+    replacement, so it would run, but every batch would repeat transitions
+    and the stated batch size would not be the effective one.
+    """
+    if int(config.batch_size) > num_transitions:
+        raise ConfigError(
+            f"config field 'batch_size': got {config.batch_size}, expected at most the dataset's "
+            f"{num_transitions} transitions"
+        )
 
 
 def seed_group_field(config):
     """config.seed_group_size checked: None (auto) or an int >= 0."""
     value = config.get("seed_group_size", None)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ConfigError(f"config field 'seed_group_size': expected None (auto) or an integer >= 0, got {value!r}")
+        raise ConfigError(f"config field 'seed_group_size': got {value!r}, expected None (auto) or an integer >= 0")
     return value
 
 
@@ -49,9 +112,14 @@ def parse_sweep(spec: str) -> Dict[str, List[float]]:
         try:
             if not sep:
                 raise ValueError
-            sweep[name.strip()] = [float(v) for v in values.split(",") if v.strip()]
+            parsed = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
-            raise ConfigError(f"config field 'sweep': cannot parse {part!r} (expected name=v1,v2,...; settings joined by ';')")
+            raise ConfigError(
+                f"config field 'sweep': cannot parse {part!r}, expected name=v1,v2,... (settings joined by ';')"
+            )
+        if name.strip() in sweep:
+            raise ConfigError(f"config field 'sweep': got {spec!r}, expected each hparam named once ({name.strip()!r} twice)")
+        sweep[name.strip()] = parsed
     return sweep
 
 
@@ -67,11 +135,16 @@ def hparam_grid(default_hparams: common.HParams, sweep) -> Tuple[common.HParams,
     for name, values in sweep.items():
         if name not in default_hparams:
             raise ConfigError(
-                f"config field 'sweep.{name}': not a sweepable hyperparameter of this agent "
-                f"(sweepable: {sorted(default_hparams)})"
+                f"config field 'sweep.{name}': got {name!r}, expected a sweepable hyperparameter of this agent "
+                f"(not a sweepable hparam{schema.nearest(name, list(default_hparams))}; sweepable: {sorted(default_hparams)})"
             )
         if len(values) == 0:
-            raise ConfigError(f"config field 'sweep.{name}': empty list of values")
+            raise ConfigError(f"config field 'sweep.{name}': got [], expected a non-empty list of values")
+        if len(set(map(float, values))) != len(values):
+            raise ConfigError(
+                f"config field 'sweep.{name}': got {list(values)}, expected distinct values (a repeated value "
+                "trains the same runs twice)"
+            )
     names = sorted(sweep)
     settings = list(itertools.product(*(sweep[n] for n in names))) or [()]
     labels = [dict(zip(names, map(float, values))) for values in settings]

@@ -5,6 +5,13 @@ setting); TensorBoard (tensorboardX) is optional. Non-finite floats are
 written as null so every line is strict JSON. In a run of several processes
 (multi-host), each process writes the records of the runs it holds to its
 own files, `metrics.process{i}.jsonl` and so on; `run_files` finds them all.
+
+Crash safety: JSON files are written whole or not at all (write a temporary
+file, fsync it, rename it over the old one, fsync the directory). JSONL
+files are appended to; a kill in the middle of a write can leave a partial
+last line, which the readers skip and the resume truncation removes, with a
+warning naming the file. A bad line anywhere else is not a crash artefact:
+it is refused (`RunDirError`, naming the file and the line).
 """
 import glob
 import json
@@ -13,6 +20,7 @@ import os
 from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
+from absl import logging as absl_logging
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -33,12 +41,55 @@ def _plain(value):
     return value
 
 
-def write_json(path: str, obj: Any) -> None:
-    """Writes atomically (temp file + rename) so a kill never leaves half a file."""
-    tmp = path + ".tmp"
+class RunDirError(ValueError):
+    """A run directory's file is damaged in a way no crash produces. The message names the file."""
+
+
+def fsync_dir(path: str) -> None:
+    """Makes a rename in directory `path` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Writes `text` to `path` whole or not at all: temp file, fsync, rename, fsync the directory."""
+    tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(_plain(obj), f, indent=2, sort_keys=True)
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Writes atomically (see `write_atomic`) so a kill never leaves half a file."""
+    write_atomic(path, json.dumps(_plain(obj), indent=2, sort_keys=True))
+
+
+def _parse_lines(path: str, text: str) -> "tuple[List[Dict[str, Any]], bool]":
+    """(rows, whether a partial last line was dropped); a bad line before the last is a RunDirError."""
+    lines = text.split("\n")
+    rows, partial = [], False
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if any(rest.strip() for rest in lines[number:]):
+                raise RunDirError(
+                    f"run file '{path}': got a line that is not JSON at line {number} ({e.msg}), expected one "
+                    "JSON object per line (only the last line can be partial after a kill)"
+                ) from e
+            partial = True
+    return rows, partial
 
 
 def json_line(record: Dict[str, Any]) -> str:
@@ -47,20 +98,28 @@ def json_line(record: Dict[str, Any]) -> str:
 
 
 def read_jsonl(path: str) -> List[Dict[str, Any]]:
+    """The records of a JSONL file ([] if it does not exist); a partial last line is skipped with a warning."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        rows, partial = _parse_lines(str(path), f.read())
+    if partial:
+        absl_logging.warning("%s: skipped a partial last line (a kill in the middle of a write)", path)
+    return rows
 
 
 def truncate_jsonl(path: str, max_step: int) -> None:
-    """Drops lines logged after `max_step` (work lost since the last checkpoint, redone on resume)."""
-    rows = [r for r in read_jsonl(path) if r["step"] <= max_step]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
+    """Drops lines logged after `max_step` (work lost since the last checkpoint, redone on resume), and a
+    partial last line, with a warning naming the file. Rewrites the file only if something goes."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        rows, partial = _parse_lines(path, f.read())
+    if partial:
+        absl_logging.warning("%s: removed a partial last line (a kill in the middle of a write)", path)
+    kept = [r for r in rows if r["step"] <= max_step]
+    if partial or len(kept) < len(rows):
+        write_atomic(path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
 def process_file(filename: str, process_index: int = 0, process_count: int = 1) -> str:
@@ -131,6 +190,17 @@ class RunLogger:
         for name in (METRICS_FILE, EVAL_FILE):
             truncate_jsonl(os.path.join(self.workdir, self._name(name)), step)
 
+    def sync(self) -> None:
+        """fsyncs the JSONL files, so that the lines up to a checkpoint survive a machine crash too."""
+        for name in (METRICS_FILE, EVAL_FILE):
+            path = os.path.join(self.workdir, self._name(name))
+            if os.path.exists(path):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
     def write_summary(self, summary: Dict[str, Any]) -> None:
         write_json(os.path.join(self.workdir, self._name(SUMMARY_FILE)), summary)
 
@@ -147,19 +217,25 @@ def read_run_records(workdir: str, filename: str) -> List[Dict[str, Any]]:
 
 def read_summary(workdir: str) -> Dict[str, Any]:
     """summary.json, or the processes' summaries with their final metrics joined ({} if none yet)."""
-    summaries = []
-    for path in run_files(workdir, SUMMARY_FILE):
-        with open(path) as f:
-            summaries.append(json.load(f))
+    summaries = [read_json(path) for path in run_files(workdir, SUMMARY_FILE)]
     if not summaries:
         return {}
     final = [row for s in summaries for row in s.get("final_metrics", [])]
     return {**summaries[0], "final_metrics": sorted(final, key=lambda r: (r.get("seed", 0), r.get("hparam_index", 0)))}
 
 
+def read_json(path: str) -> Any:
+    """A JSON file of the run directory; damaged JSON is a RunDirError naming the file."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"run file '{path}': got invalid JSON ({e.msg} at line {e.lineno}), expected a JSON "
+                          "document (the driver writes them atomically: was it edited?)") from e
+
+
 def load_config_json(workdir: str) -> Optional[Dict[str, Any]]:
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path)

@@ -167,7 +167,7 @@ def test_resuming_with_another_config_names_the_field(tiny_dataset, tmp_path):
     [
         ("num_updates", 25, "not a multiple of chunk_size"),
         ("checkpoint_every", 15, "not a multiple of chunk_size"),
-        ("batch_size", 0, "must be positive"),
+        ("batch_size", 0, "expected an integer >= 1"),
     ],
 )
 def test_bad_config_fails_early(tiny_dataset, tmp_path, field, value, message):
@@ -179,7 +179,7 @@ def test_bad_config_fails_early(tiny_dataset, tmp_path, field, value, message):
 def test_unknown_sweep_name_fails_early(tiny_dataset, tmp_path):
     config = small_config("td3")
     config.sweep = "alpha=1.0"  # TD3+BC's, not TD3's
-    with pytest.raises(run_config.ConfigError, match="'sweep.alpha': not a sweepable"):
+    with pytest.raises(run_config.ConfigError, match="'sweep.alpha': got 'alpha', expected a sweepable"):
         training.train(config, tiny_dataset, str(tmp_path))
 
 
@@ -260,9 +260,11 @@ def test_a_resume_with_one_chunk_left_reports_its_final_metrics(tiny_dataset, tm
     resumed = training.train(config, tiny_dataset, str(tmp_path))
     assert resumed["finished"] and resumed["step"] == 30
     _final_metrics_are_the_last_chunk(resumed, str(tmp_path), 30, num_runs=2)
-    # Resuming a finished run trains nothing: no final metrics from this call.
+    # Re-running a finished run is a no-op that keeps its summary (and writes nothing).
+    before = open(tmp_path / "summary.json").read()
     again = training.train(config, tiny_dataset, str(tmp_path))
-    assert again["step"] == 30 and again["final_metrics"] == [] and again["compile_and_first_chunk_seconds"] is None
+    assert again["step"] == 30 and again["final_metrics"] == json.loads(json.dumps(resumed["final_metrics"]))
+    assert open(tmp_path / "summary.json").read() == before
 
 
 def _params_norm_eval(agent, agent_states, step):

@@ -3,6 +3,7 @@ import importlib
 
 from absl import logging
 
+from jaxmtf import schema
 from jaxmtf.agents.common import Agent
 
 # config.algo -> module under jaxmtf.agents. DDPG is a TD3 config (one critic,
@@ -23,6 +24,22 @@ def make_agent(config, obs_dim: int, act_dim: int) -> Agent:
         raise ValueError(f"config field 'algo': unknown algorithm {config.algo!r} (known: {sorted(ALGORITHMS)})")
     module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[config.algo]}")
     return module.make_agent(config.agent, obs_dim, act_dim)
+
+
+def check_agent_config(config, error_cls) -> None:
+    """Every field of `config.agent` against its module's CONFIG_FIELDS (and CONFIG_RULES); raises error_cls.
+
+    Nothing is built: the driver calls this before make_agent.
+    """
+    module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[config.algo]}")
+    schema.check_fields(config.agent, module.CONFIG_FIELDS, "agent.", error_cls)
+    schema.check_rules(config.agent, getattr(module, "CONFIG_RULES", ()), "agent.", error_cls)
+
+
+def agent_field(algo: str, name: str):
+    """The spec of agent field `name` of `algo` (None if it has none): the sweep checks its values with it."""
+    module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[algo]}")
+    return module.CONFIG_FIELDS.get(name)
 
 
 def run_length_warnings(config) -> None:

@@ -43,10 +43,27 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtf import networks
+from jaxmtf import networks, schema
 from jaxmtf.agents import common
 
 HPARAMS = ("discount", "tau", "lmbda", "phi")
+# The agent config's fields, checked by the driver before anything is built.
+CONFIG_FIELDS = {
+    "vae_hidden_dims": schema.widths(),
+    "latent_dim": schema.integer(0),  # 0 = 2 * act_dim
+    "actor_hidden_dims": schema.widths(),
+    "critic_hidden_dims": schema.widths(),
+    "num_critics": schema.integer(1),
+    "vae_lr": schema.LEARNING_RATE,
+    "actor_lr": schema.LEARNING_RATE,
+    "critic_lr": schema.LEARNING_RATE,
+    "num_target_samples": schema.integer(1),
+    "num_act_samples": schema.integer(1),
+    "discount": schema.DISCOUNT,
+    "tau": schema.POLYAK,
+    "lmbda": schema.real(0, 1),
+    "phi": schema.real(0),
+}
 
 
 @flax.struct.dataclass

@@ -52,11 +52,30 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmtf import networks
+from jaxmtf import networks, schema
 from jaxmtf.agents import common, sac
 
 HPARAMS = ("discount", "tau", "min_q_weight")
 LAGRANGE_HPARAMS = ("lagrange_threshold",)  # sweepable only when with_lagrange is on
+# The agent config's fields, checked by the driver before anything is built.
+CONFIG_FIELDS = {
+    "actor_hidden_dims": schema.widths(),
+    "critic_hidden_dims": schema.widths(),
+    "num_critics": schema.integer(1),
+    "actor_lr": schema.LEARNING_RATE,
+    "critic_lr": schema.LEARNING_RATE,
+    "automatic_entropy_tuning": schema.boolean(),
+    "num_random": schema.integer(1),
+    "temperature": schema.real(0, lo_open=True),
+    "deterministic_backup": schema.boolean(),
+    "max_q_backup": schema.boolean(),
+    "with_lagrange": schema.boolean(),
+    "policy_eval_start": schema.integer(0),
+    "discount": schema.DISCOUNT,
+    "tau": schema.POLYAK,
+    "min_q_weight": schema.real(0),
+    "lagrange_threshold": schema.real(),
+}
 
 # rlkit policies.py: LOG_SIG_MIN, LOG_SIG_MAX; MEAN_MIN/MAX clamp the mean in
 # TanhGaussianPolicy.log_prob only (the BC loss), not when sampling.

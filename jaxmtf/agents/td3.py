@@ -20,10 +20,23 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtf import networks
+from jaxmtf import networks, schema
 from jaxmtf.agents import common
 
 HPARAMS = ("discount", "tau", "policy_noise", "noise_clip")
+# The agent config's fields (DDPG's too), checked by the driver before anything is built.
+CONFIG_FIELDS = {
+    "actor_hidden_dims": schema.widths(),
+    "critic_hidden_dims": schema.widths(),
+    "num_critics": schema.integer(1),
+    "actor_lr": schema.LEARNING_RATE,
+    "critic_lr": schema.LEARNING_RATE,
+    "policy_delay": schema.integer(1),  # 0 would divide by zero in the delayed-step test
+    "discount": schema.DISCOUNT,
+    "tau": schema.POLYAK,
+    "policy_noise": schema.real(0),
+    "noise_clip": schema.real(0),
+}
 
 
 @flax.struct.dataclass

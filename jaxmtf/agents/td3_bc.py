@@ -13,9 +13,11 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from jaxmtf import schema
 from jaxmtf.agents import td3
 
 HPARAMS = td3.HPARAMS + ("alpha",)
+CONFIG_FIELDS = {**td3.CONFIG_FIELDS, "alpha": schema.real(0)}
 
 
 def td3_bc_actor_loss(q_pi, pi, batch, hparams):

@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtf import networks
+from jaxmtf import networks, schema
 from jaxmtf.agents import common
 
 HPARAMS = ("discount", "tau", "beta", "target_mmd_thresh")
@@ -105,6 +105,39 @@ def mmd_laplacian(x, y, sigma):
 
 
 MMD_KERNELS = {"gaussian": mmd_gaussian, "laplacian": mmd_laplacian}
+
+# The agent config's fields, checked by the driver before anything is built.
+CONFIG_FIELDS = {
+    "actor_hidden_dims": schema.widths(),
+    "critic_hidden_dims": schema.widths(),
+    "vae_hidden_dims": schema.widths(),
+    "dropout_rate": schema.real(0, 1, hi_open=True),
+    "spectral_norm": schema.boolean(),
+    "num_dropout_samples": schema.integer(2),  # the variance over passes (ddof=1) needs two
+    "dropout_pass_batch": schema.integer(1, required=False),
+    "num_target_actions": schema.integer(1),
+    "num_samples_mmd_match": schema.integer(1),
+    "num_eval_actions": schema.integer(0),  # 0 = tanh(mean)
+    "kernel": schema.choice(list(MMD_KERNELS)),
+    "mmd_sigma": schema.real(0, lo_open=True),
+    "warmup": schema.integer(0),
+    "actor_lr": schema.LEARNING_RATE,
+    "critic_lr": schema.LEARNING_RATE,
+    "vae_lr": schema.LEARNING_RATE,
+    "alpha_lr": schema.LEARNING_RATE,
+    "use_exp_weight": schema.boolean(),
+    "clip_bottom": schema.real(),
+    "clip_top": schema.real(),
+    "var_pi": schema.boolean(),
+    "q_penalty": schema.real(0),
+    "use_exp_penalty": schema.boolean(),
+    "discount": schema.DISCOUNT,
+    "tau": schema.POLYAK,
+    "beta": schema.real(0),
+    "target_mmd_thresh": schema.real(0),
+}
+CONFIG_RULES = [schema.Rule(("clip_bottom", "clip_top"), lambda c: c["clip_bottom"] <= c["clip_top"],
+                            "clip_bottom <= clip_top (the weight's clamp range)")]
 
 
 # ----------------------------------------------------------------- critics and policy samples

@@ -7,10 +7,32 @@ provenance: which pipeline, policy, simulator and seed made it).
 
 Every malformed input fails in `validate` or `load` with a `DatasetError`
 whose message names the field and the problem, before anything is traced.
+
+The episode structure (`check_episodes`) follows these rules:
+
+- refused: a terminal or timeout on a row that is not the last row of its
+  episode id (in dataset order). Either the flag is wrong (the agents would
+  not bootstrap where they should) or the ids are (ids that restart, as
+  when two datasets are concatenated without renumbering); jaxmtf cannot
+  tell which, and either is a bug in the data.
+- warned: a terminal and a timeout on the same row. Gymnasium allows both
+  (terminated and truncated at once) and Minari stores both; the terminal
+  wins (no bootstrap), because the MDP did end there.
+- warned: a row whose `next_observations` differs from the observation of
+  the next row of its episode: ids that restart without an end flag, or
+  rows that are not one trajectory. Training samples single transitions and
+  is unaffected, so it goes on; per-episode quantities (returns, OPE) would
+  be wrong.
+
+Episodes may interleave (a replay buffer of concurrent users) and the last
+row of an episode need not carry a flag (a buffer that ends mid-session).
+A batch larger than the dataset is the training config's to refuse
+(`run_config.check_against_dataset`).
 """
 import hashlib
 import json
 import os
+import warnings
 import zipfile
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -30,6 +52,10 @@ class DatasetError(ValueError):
     """A dataset (arrays, sidecar or file) is malformed. The message names the field."""
 
 
+class DatasetWarning(UserWarning):
+    """A dataset is usable but odd (see the episode rules in the module docstring)."""
+
+
 def _fail(field: str, problem: str) -> None:
     raise DatasetError(f"dataset field '{field}': {problem}")
 
@@ -38,10 +64,11 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
     """Checks a dict of arrays against the dataset format; raises DatasetError."""
     for name in REQUIRED_FIELDS:
         if name not in arrays or arrays[name] is None:
-            _fail(name, "missing (required fields: " + ", ".join(REQUIRED_FIELDS) + ")")
+            _fail(name, "missing, expected an array (required fields: " + ", ".join(REQUIRED_FIELDS) + ")")
     unknown = set(arrays) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS)
     if unknown:
-        _fail(sorted(unknown)[0], "unknown field (known: " + ", ".join(REQUIRED_FIELDS + OPTIONAL_FIELDS) + ")")
+        _fail(sorted(unknown)[0], "unknown field, expected one of the known fields (known: "
+              + ", ".join(REQUIRED_FIELDS + OPTIONAL_FIELDS) + ")")
 
     n = None
     for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
@@ -55,9 +82,10 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
         if n is None:
             n = value.shape[0]
             if n == 0:
-                _fail(name, "empty dataset (0 transitions)")
+                _fail(name, "empty dataset (0 transitions), expected at least 1")
         elif value.shape[0] != n:
-            _fail(name, f"length {value.shape[0]} does not match {n} transitions of 'observations'")
+            _fail(name, f"length {value.shape[0]} does not match {n} transitions of 'observations' "
+                  f"(expected {n} rows)")
         if name == "episode_ids":
             if not np.issubdtype(value.dtype, np.integer):
                 _fail(name, f"expected an integer dtype, got {value.dtype}")
@@ -66,19 +94,57 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
             _fail(name, f"expected a floating dtype, got {value.dtype}")
         if not np.all(np.isfinite(value)):
             bad = int(np.argmax(~np.isfinite(value).reshape(n, -1).all(axis=1)))
-            _fail(name, f"contains NaN or Inf (first at transition {bad})")
+            _fail(name, f"contains NaN or Inf (first at transition {bad}), expected finite values")
         if name in _BINARY_FIELDS and not np.all((value == 0) | (value == 1)):
-            _fail(name, "must be 0 or 1")
+            bad = int(np.argmax((value != 0) & (value != 1)))
+            _fail(name, f"must be 0 or 1, got {value[bad]} (first at transition {bad})")
 
     obs, next_obs = np.asarray(arrays["observations"]), np.asarray(arrays["next_observations"])
     if obs.shape[1] != next_obs.shape[1]:
-        _fail("next_observations", f"width {next_obs.shape[1]} differs from observations' {obs.shape[1]}")
+        _fail("next_observations", f"width {next_obs.shape[1]} differs from observations' {obs.shape[1]} "
+              f"(expected {obs.shape[1]})")
     actions = np.asarray(arrays["actions"])
     if np.abs(actions).max() > 1.0 + _ACTION_TOLERANCE:
-        _fail("actions", f"outside [-1, 1] (max |a| = {np.abs(actions).max():.4g}); rescale actions to the box")
+        _fail("actions", f"outside [-1, 1] (max |a| = {np.abs(actions).max():.4g}), expected values in [-1, 1]; "
+              "rescale actions to the box")
     responses = arrays.get("task_responses")
     if responses is not None and task_names and np.asarray(responses).shape[1] != len(task_names):
-        _fail("task_responses", f"{np.asarray(responses).shape[1]} columns but {len(task_names)} task names")
+        _fail("task_responses", f"{np.asarray(responses).shape[1]} columns but {len(task_names)} task names "
+              f"(expected {len(task_names)} columns)")
+    check_episodes(arrays)
+
+
+def check_episodes(arrays: Mapping[str, Any]) -> None:
+    """The episode rules of the module docstring: refuses a mid-episode end, warns on the two odd cases."""
+    ids = np.asarray(arrays["episode_ids"])
+    terminals, timeouts = np.asarray(arrays["terminals"]) > 0, np.asarray(arrays["timeouts"]) > 0
+    order = np.argsort(ids, kind="stable")  # rows of each episode, in dataset order
+    same_episode = ids[order][:-1] == ids[order][1:]
+    ended = (terminals | timeouts)[order][:-1] & same_episode
+    if ended.any():
+        row, after = order[np.argmax(ended)], order[np.argmax(ended) + 1]
+        _fail("episode_ids", f"got episode id {ids[row]} again at row {after} after its end (terminal or timeout) "
+              f"at row {row}, expected an episode's rows to stop at its end flag (ids that restart, or a terminal "
+              "in mid-episode)")
+    both = terminals & timeouts
+    if both.any():
+        warnings.warn(DatasetWarning(
+            f"dataset fields 'terminals' and 'timeouts': {int(both.sum())} rows have both (first at row "
+            f"{int(np.argmax(both))}); the terminal wins (no bootstrap)"), stacklevel=3)
+    _warn_on_breaks(arrays, order[:-1][same_episode], order[1:][same_episode], ids)
+
+
+def _warn_on_breaks(arrays, rows, next_rows, ids) -> None:
+    """Warns where an episode's next observation is not the observation of its next row."""
+    next_obs, obs = np.asarray(arrays["next_observations"]), np.asarray(arrays["observations"])
+    broken = ~np.all(next_obs[rows] == obs[next_rows], axis=1)
+    if broken.any():
+        i = int(np.argmax(broken))
+        warnings.warn(DatasetWarning(
+            f"dataset field 'next_observations': row {rows[i]} of episode {ids[rows[i]]} does not lead to row "
+            f"{next_rows[i]}, the episode's next row ({int(broken.sum())} such rows): episode ids that restart, "
+            "or rows that are not one trajectory; training is unaffected, per-episode returns are not"),
+            stacklevel=3)
 
 
 def from_arrays(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Dataset:
@@ -175,7 +241,8 @@ def load(path: str, verify_checksums: bool = True) -> Dataset:
         if list(a.shape) != list(e["shape"]) or str(a.dtype) != e["dtype"]:
             _fail(name, f"shape/dtype {a.shape} {a.dtype} does not match the sidecar's {tuple(e['shape'])} {e['dtype']}")
         if verify_checksums and _sha256(a) != e["sha256"]:
-            _fail(name, "checksum does not match the sidecar (file modified or corrupted)")
+            _fail(name, f"checksum does not match the sidecar (file modified or corrupted): got "
+                  f"{_sha256(a)[:12]}..., expected {e['sha256'][:12]}...")
     return from_arrays(arrays, tuple(sidecar["task_names"]))
 
 

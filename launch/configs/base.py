@@ -15,7 +15,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.eval_users = 512  # simulated users per evaluation of each run (the same users for every run)
     config.eval_discount = 0.99  # discount of the evaluated discounted return
     config.checkpoint_every = 10_000  # updates between orbax checkpoints (multiple of chunk_size)
-    config.keep_checkpoints = 3  # most recent checkpoints kept on disk
+    config.keep_checkpoints = 3  # most recent checkpoints kept on disk (>= 1; older ones are the fallback of a corrupt one)
     config.normalize_observations = False  # standardise states with dataset mean and std + 1e-3
     config.tensorboard = False  # also write TensorBoard summaries (needs jaxmtf[tensorboard])
     config.shard_runs = True  # split the seeds (or settings) over all devices (of every process, multi-host)
@@ -24,4 +24,6 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.seed_group_size = ml_collections.config_dict.placeholder(int)
     # Swept hparams, "name=v1,v2;other=v3"; the cartesian grid x seeds is one program.
     config.sweep = ""
+    # Start afresh in a workdir that holds another run: deletes its checkpoints and logs first (explicitly).
+    config.force_new_run = False
     return config
