@@ -54,7 +54,9 @@ def dataset_simulator(spec: str):
 def ope_from_config(config, workdir: str) -> Dict[str, Any]:
     """Loads `config.dataset` and runs every OPE estimator on `config.policies` (jaxmtf.ope.run)."""
     from jaxmtf.ope import run as ope_run
+    from jaxmtf.ope.config import validate_ope_config
 
+    validate_ope_config(config)  # before the dataset is read
     if not config.get("dataset"):
         raise ValueError("config field 'dataset': empty; give --config.dataset=PATH")
     dataset = load_dataset(config.dataset)

@@ -55,13 +55,13 @@ def validate_config(config) -> None:
     schema.check_fields(config, DRIVER_FIELDS, "", ConfigError)
     agents.check_agent_config(config, ConfigError)
     seed_group_field(config)
-    _check_chunk_multiples(config)
+    check_chunk_multiples(config)
     if int(config.seed) + int(config.num_seeds) - 1 > 2**32 - 1:
         raise ConfigError(f"config field 'seed': got {config.seed}, expected seed + num_seeds - 1 <= {2**32 - 1}")
     check_sweep_values(config)
 
 
-def _check_chunk_multiples(config) -> None:
+def check_chunk_multiples(config) -> None:
     for field in ("eval_every", "checkpoint_every", "num_updates"):
         value = int(config.get(field, 0) or 0)
         if value and value % int(config.chunk_size):

@@ -331,9 +331,21 @@ def set_up(config, dataset: Dataset, workdir: str) -> RunSetup:
     agents.run_length_warnings(config)
     hparams, hparam_labels = hparam_grid(raw_agent.default_hparams, config.get("sweep", None))
     seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
+    meta = run_record(config, dataset, stats, seeds, hparam_labels)
+    return set_up_runs(config, workdir, raw_agent, stats, seeds, hparams, hparam_labels, data.as_transitions(), meta)
+
+
+def set_up_runs(config, workdir: str, raw_agent, stats, seeds, hparams, hparam_labels, data, meta) -> RunSetup:
+    """The driver's half of `set_up`, for any agent-like (init, update) pair: FQE (jaxmtf.ope) uses it too.
+
+    Lays the S x H runs out, locks the workdir, checks the saved run record
+    `meta` and the logs, restores the newest readable checkpoint and opens the
+    run directory. `data` is whatever the chunk samples batches from (a pytree
+    of [N, ...] arrays with a `rewards` field); `config` needs the driver's
+    fields (batch_size, chunk_size, num_updates, keep_checkpoints, ...).
+    """
     runs, replicated = _shardings(config, len(seeds), len(hparam_labels))
     agent = common.with_obs_normalization(raw_agent, stats)
-    meta = run_record(config, dataset, stats, seeds, hparam_labels)
     lock, checkpointer = _lock_workdir(workdir), None
     try:
         check_run_dir(config, workdir, meta)  # before compiling anything: a refusal here is instant
@@ -360,7 +372,7 @@ def set_up(config, dataset: Dataset, workdir: str) -> RunSetup:
         chunk_fn=make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size), seed_group_size(config, runs)),
         state=state,
         step=step,
-        data=jax.device_put(data.as_transitions(), replicated),  # replicated None: the default device
+        data=jax.device_put(data, replicated),  # replicated None: the default device
         hparams=jax.device_put(hparams, replicated),
         run_labels=[{"seed": s, "hparam_index": h, **label} for s in seeds for h, label in enumerate(hparam_labels)],
         held=held_runs(len(seeds), len(hparam_labels), runs),
@@ -734,7 +746,11 @@ def train(
     and orbax writes one checkpoint of the whole state, which any number of
     processes can resume.
     """
-    run = set_up(config, dataset, workdir)
+    return train_runs(config, set_up(config, dataset, workdir), workdir, eval_fn, stop_after)
+
+
+def train_runs(config, run: RunSetup, workdir: str, eval_fn=None, stop_after: Optional[int] = None) -> Dict[str, Any]:
+    """`train` after its set-up: the loop, the summary, and the workdir's release (whatever happens)."""
     num_updates = int(config.num_updates)
     try:
         if run.saved_summary is not None:  # finished already: a no-op that keeps its summary
@@ -761,7 +777,7 @@ def summarise_run(config, run: RunSetup, result: LoopResult) -> Dict[str, Any]:
     and each run's step of divergence (None for the runs that stayed finite)."""
     diverged = _diverged_steps(run, result.state).reshape(-1)
     return {
-        "algo": config.algo,
+        "algo": config.get("algo", ""),
         "step": result.step,
         "finished": result.step >= int(config.num_updates),
         "num_runs": len(run.run_labels),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from jaxmtf import pipeline, rundir
+from jaxmtf import pipeline, rundir, training
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.ope import run as ope_run
@@ -75,7 +75,7 @@ def test_ope_rows_report_and_resume(logged):
     # The FQE run directory resumes: a second fit restores its final checkpoint and trains nothing.
     metrics = open(os.path.join(workdir, "fqe", "metrics.jsonl")).read()
     dataset = dataset_lib.load(logged["dataset"])
-    labels = json.load(open(os.path.join(workdir, "fqe", "config.json")))["policies"]
+    labels = json.load(open(os.path.join(workdir, "fqe", training.RECORD_FILE)))["policies"]
     next_actions = np.zeros((5, dataset.size, 1, dataset.act_dim), np.float32)
     with pytest.raises(Exception, match="checkpoint field 'data_fingerprint'"):  # other actions: refused
         ope_run.fit_fqe(config, dataset, next_actions, labels, os.path.join(workdir, "fqe"))

@@ -8,5 +8,6 @@
     bootstrap.py      percentile intervals over episodes, vmapped
     targets.py        the policies to evaluate: run directories, static vectors, named
     scoring.py        estimators against the truth (DOPE's metrics) and conservative selection
+    config.py         the OPE config's fields, validated before anything is built
     run.py            all of it on all policies: what `launch.ope` runs
 """

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmtf import checkpoint as checkpoint_lib
 from jaxmtf import rundir, training
 from jaxmtf.ope import bootstrap, doubly_robust, fqe as fqe_lib, importance, marginal, scoring, targets
+from jaxmtf.ope.config import validate_ope_config
 from jaxmtf.ope.episodes import Episodes, OPEDataError, episodes_from_dataset, gather, require_behaviour_log_prob
 from jaxmtf.types import Dataset
 
@@ -66,36 +66,30 @@ def _fingerprint(*arrays) -> str:
 
 
 def fit_fqe(config, dataset: Dataset, next_actions, labels: List[dict], workdir: str):
-    """FQE states [S, P] after config.fqe.num_updates updates, trained (or resumed) in `workdir`."""
+    """FQE states [S, P] after config.fqe.num_updates updates, trained (or resumed) in `workdir`.
+
+    The training driver's own set-up and loop (`training.set_up_runs`, `train_runs`): the workdir is
+    locked, its record checked before anything is written, checkpoints verified, SIGTERM saves.
+    """
     fc = config.fqe
     fqe = fqe_lib.make_fqe(fc, dataset.obs_dim, dataset.act_dim)
     num_policies = int(next_actions.shape[0])
     seeds = [int(fc.seed) + i for i in range(int(fc.num_seeds))]
     hparams = {"next_actions": next_actions, "discount": jnp.full((num_policies,), float(config.discount), jnp.float32)}
     meta = {
-        "estimator": "fqe", "fqe": fc.to_dict(), "discount": float(config.discount), "seeds": seeds,
-        "policies": labels, "num_transitions": dataset.size,
+        "estimator": "fqe", "fqe": {k: v for k, v in fc.to_dict().items() if k not in _RETIMING_FIELDS},
+        "discount": float(config.discount), "seeds": seeds, "policies": labels, "num_transitions": dataset.size,
         "data_fingerprint": _fingerprint(dataset.observations, dataset.actions, dataset.rewards, next_actions),
     }
-    os.makedirs(workdir, exist_ok=True)
-    rundir.write_json(os.path.join(workdir, rundir.CONFIG_FILE), {"algo": "fqe", **meta})
-    logger = rundir.RunLogger(workdir)
-    checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=int(fc.keep_checkpoints))
-    state = training.initial_run_state(fqe, seeds, num_policies, None, None)
-    try:
-        step, state = training._restore(checkpointer, logger, state, meta)
-        run = training.RunSetup(
-            agent=fqe, chunk_fn=training.make_chunk_fn(fqe, int(fc.batch_size), int(fc.chunk_size),
-                                                       training.seed_group_size(fc, None)),
-            state=state, step=step, data=fqe_lib.fqe_data(dataset), hparams=hparams,
-            run_labels=[{"seed": s, "hparam_index": p, "policy": labels[p]["policy"]} for s in seeds for p in range(num_policies)],
-            held=np.ones((len(seeds), num_policies), bool), logger=logger, checkpointer=checkpointer, meta=meta,
-        )
-        result = training.run_loop(run, fc, None, int(fc.num_updates))
-    finally:
-        checkpointer.close()
-        logger.close()
-    return fqe, result.state.agent
+    policy_labels = [{"policy": policy_key(label)} for label in labels]
+    run = training.set_up_runs(fc, workdir, fqe, None, seeds, hparams, policy_labels, fqe_lib.fqe_data(dataset), meta)
+    summary = training.train_runs(fc, run, workdir)
+    return fqe, summary["state"].agent
+
+
+# Fields that re-time an FQE run without changing what it computes (a resume may change them).
+_RETIMING_FIELDS = ("num_updates", "checkpoint_every", "keep_checkpoints", "eval_every", "seed_group_size",
+                    "force_new_run")
 
 
 def fqe_inputs(fqe, states, dataset: Dataset, episodes: Episodes, inputs) -> Dict[str, jax.Array]:
@@ -230,6 +224,7 @@ def evaluate(config, dataset: Dataset, env_params, workdir: str) -> Dict[str, An
     Returns {"rows", "report"}; the report holds "estimators" (per estimator: "selection" and, with a
     simulator, "scores"), "seconds" (per stage) and, without behaviour densities, "refused".
     """
+    validate_ope_config(config)
     key = jax.random.PRNGKey(int(config.seed))
     k_targets, k_cells, k_boot, k_truth = jax.random.split(key, 4)
     stage = _Stages()
