@@ -1,5 +1,7 @@
 """OPE estimators: hand-computed values, exactness on a tabular MDP, FQE, the bootstrap, refusals."""
+import contextlib
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -271,3 +273,24 @@ def test_fqe_target_by_hand():
     next_actions = jnp.array([[[0.0], [1.0]], [[5.0], [5.0]]])  # K = 2 draws per row
     y = fqe_lib.fqe_target(q_fn, batch, next_actions, 0.5)
     np.testing.assert_allclose(y, [1.0 + 0.5 * (1.0 + 0.5), 2.0])  # mean of Q'(1, 0), Q'(1, 1); terminal row
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("discount", 0.0, "config field 'discount': got 0.0, expected"),
+    ("target_sigma", -0.1, "config field 'target_sigma': got -0.1"),
+    ("bootstrap_replicates", 1, "config field 'bootstrap_replicates': got 1, expected an integer >= 2"),
+    ("fqe.num_critics", 0, "config field 'fqe.num_critics': got 0"),
+    ("fqe.num_updates", 1500, "config field 'num_updates': got 1500, expected a multiple of chunk_size=1000"),
+    ("num_cell", 4, "did you mean 'num_cells'"),
+])
+def test_bad_ope_config_is_named(field, value, message):
+    from jaxmtf.ope.config import validate_ope_config
+    from jaxmtf.run_config import ConfigError
+    from launch.configs import ope as ope_config
+
+    config = ope_config.get_config()
+    parent, _, name = field.rpartition(".")
+    with config.unlocked() if hasattr(config, "unlocked") else contextlib.nullcontext():
+        (config[parent] if parent else config)[name] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_ope_config(config)
