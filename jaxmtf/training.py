@@ -257,7 +257,8 @@ def set_up(config, dataset: Dataset, workdir: str) -> RunSetup:
         chunk_fn=make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size), seed_group_size(config, runs)),
         state=state,
         step=step,
-        data=jax.device_put(data.as_transitions(), replicated),  # replicated None: the default device
+        # replicated None: the default device
+        data=jax.device_put(data.as_transitions(next_actions=agents.needs_next_actions(config)), replicated),
         hparams=jax.device_put(hparams, replicated),
         run_labels=[{"seed": s, "hparam_index": h, **label} for s in seeds for h, label in enumerate(hparam_labels)],
         held=held_runs(len(seeds), len(hparam_labels), runs),

@@ -14,6 +14,7 @@ ALGORITHMS = {
     "bcq": "bcq",
     "cql": "cql",
     "uwac": "uwac",
+    "integrated_rl": "integrated_rl",
 }
 
 
@@ -23,6 +24,12 @@ def make_agent(config, obs_dim: int, act_dim: int) -> Agent:
         raise ValueError(f"config field 'algo': unknown algorithm {config.algo!r} (known: {sorted(ALGORITHMS)})")
     module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[config.algo]}")
     return module.make_agent(config.agent, obs_dim, act_dim)
+
+
+def needs_next_actions(config) -> bool:
+    """Whether the agent's batches carry the logged next action (its module sets NEEDS_NEXT_ACTIONS)."""
+    module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[config.algo]}")
+    return bool(getattr(module, "NEEDS_NEXT_ACTIONS", False))
 
 
 def run_length_warnings(config) -> None:
