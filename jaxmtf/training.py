@@ -66,8 +66,24 @@ def init_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: int) 
     return RunState(agent=agent_states, key=over_hparams(train_keys))
 
 
-def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_group_size: int = 0) -> Callable:
+@flax.struct.dataclass
+class PerSeedData:
+    """Every seed its own dataset (progressive training: each seed's chain logs its own data).
+
+    `transitions` leaves are [S, N, ...], seed s's rows first and padded to the
+    common N; `size` [S] counts each seed's rows (batches sample below it).
+    """
+
+    transitions: Transition
+    size: jax.Array
+
+
+def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_group_size: int = 0,
+                  per_seed_data: bool = False) -> Callable:
     """jit(chunk)(run_state, data, hparams) -> (run_state, metrics [S, H]).
+
+    `data` is one Transition shared by every seed, or with `per_seed_data` a
+    `PerSeedData` (seed s samples only from its own rows).
 
     `seed_group_size` = 0 vmaps all seeds at once (what accelerators want).
     g > 0 vmaps g seeds at a time and loops over the groups inside the same
@@ -77,8 +93,11 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_gr
     The result is the same either way, up to float rounding.
     """
 
-    def one_run(agent_state, key, data: Transition, hparams):
-        num_transitions = data.rewards.shape[0]
+    def one_run(agent_state, key, data, hparams):
+        if per_seed_data:
+            data, num_transitions = data.transitions, data.size
+        else:
+            num_transitions = data.rewards.shape[0]
 
         def one_update(carry, _):
             state, key = carry
@@ -97,22 +116,26 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_gr
         axes = common.agent_axes(agent_state)
         return jax.vmap(one_run, in_axes=(axes, 0, None, 0), out_axes=(axes, 0, 0))(agent_state, key, data, hparams)
 
-    def chunk(run_state: RunState, data: Transition, hparams):
+    data_axis = 0 if per_seed_data else None
+
+    def chunk(run_state: RunState, data, hparams):
         num_seeds = run_state.key.shape[0]
         if not 0 < seed_group_size < num_seeds:
             axes = common.agent_axes(run_state.agent)
-            over_seeds = jax.vmap(one_seed, in_axes=(axes, 0, None, None), out_axes=(axes, 0, 0))
+            over_seeds = jax.vmap(one_seed, in_axes=(axes, 0, data_axis, None), out_axes=(axes, 0, 0))
             agent_state, key, metrics = over_seeds(run_state.agent, run_state.key, data, hparams)
             return RunState(agent=agent_state, key=key), metrics
         step = run_state.agent.step  # shared by every seed: closed over, not mapped
 
         def seed(per_seed):
-            agent_state, key = per_seed
-            agent_state, key, metrics = one_seed(agent_state.replace(step=step), key, data, hparams)
+            agent_state, key, seed_data = per_seed
+            seed_data = seed_data if per_seed_data else data
+            agent_state, key, metrics = one_seed(agent_state.replace(step=step), key, seed_data, hparams)
             return (agent_state.replace(step=None), key), metrics, agent_state.step
 
+        mapped_data = data if per_seed_data else jnp.zeros(num_seeds)  # a placeholder when the data is shared
         (agent_state, key), metrics, steps = jax.lax.map(
-            seed, (run_state.agent.replace(step=None), run_state.key), batch_size=seed_group_size
+            seed, (run_state.agent.replace(step=None), run_state.key, mapped_data), batch_size=seed_group_size
         )
         return RunState(agent=agent_state.replace(step=steps[0]), key=key), metrics
 
