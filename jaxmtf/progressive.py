@@ -85,6 +85,32 @@ def validate_progressive(config) -> None:
         )
 
 
+# Compiled programs and the policies / agents they close over, kept for the process: a later round
+# (or a resumed run) with the same shapes reuses them instead of compiling again (keys hold the
+# objects themselves, never ids, so a key cannot outlive what it names).
+_PROGRAMS: Dict[Any, Any] = {}
+
+
+def _cached(key, build):
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = build()
+    return _PROGRAMS[key]
+
+
+def _functions(agent: common.Agent):
+    """An agent's hashable part (its default_hparams dict is not)."""
+    return agent.init, agent.update, agent.act, agent.q_values
+
+
+def _env_key(env_params) -> str:
+    return json.dumps(collect.env_params_to_dict(env_params), sort_keys=True)
+
+
+def _agent(config, obs_dim: int, act_dim: int) -> common.Agent:
+    key = ("agent", config.algo, json.dumps(config.agent.to_dict(), sort_keys=True, default=str), obs_dim, act_dim)
+    return _cached(key, lambda: make_agent(config, obs_dim, act_dim))
+
+
 def seeds_of(config) -> List[int]:
     return [int(config.seed) + i for i in range(int(config.num_seeds))]
 
@@ -102,17 +128,26 @@ def collection_policy(config, env_params, agent: common.Agent, centres) -> Tuple
     baseline = jnp.broadcast_to(sim_env.baseline_action(env_params), (S, A))
     w = float(p.box_half_width)
     if p.exploration == "uniform":
-        return policies.uniform_policy(A), None, None, "uniform random"
+        return _cached(("uniform", A), lambda: policies.uniform_policy(A)), None, None, "uniform random"
     if p.exploration == "mixed":
         params = {"components": (None, {"base": baseline, "sigma": jnp.full((S,), p.noise_sigma)}),
                   "weights": jnp.full((S, 2), 0.5)}
-        return policies.batchrl_mixture(policies.fixed_policy(), A), params, 0, \
+        return _mixture(A), params, 0, \
             f"0.5 uniform + 0.5 truncated N(baseline, {p.noise_sigma})"
     if centres is None:
-        box = policies.box_policy(policies.fixed_policy(), half_width=w, mode=p.box_mode)
+        box = _cached(("box", w, p.box_mode), lambda: policies.box_policy(_fixed(), half_width=w, mode=p.box_mode))
         return box, {"base": baseline}, 0, f"baseline + U(-{w}, {w}) ({p.box_mode})"
-    box = integrated_rl.exploration_policy(agent.act, half_width=w, mode=p.box_mode)
+    box = _cached(("box", _functions(agent), w, p.box_mode),
+                  lambda: integrated_rl.exploration_policy(agent.act, half_width=w, mode=p.box_mode))
     return box, {"base": centres}, {"base": common.agent_axes(centres)}, f"last round's policy + U(-{w}, {w}) ({p.box_mode})"
+
+
+def _fixed() -> policies.Policy:
+    return _cached(("fixed",), policies.fixed_policy)
+
+
+def _mixture(act_dim: int) -> policies.Policy:
+    return _cached(("mixture", act_dim), lambda: policies.batchrl_mixture(_fixed(), act_dim))
 
 
 def collection_keys(seeds, round_index: int) -> jax.Array:
@@ -128,7 +163,9 @@ def collect_round(config, env_params, policy, params, axes, keys) -> List[Dict[s
     def one(key, policy_params):
         return rollout(key, env_params, policy.apply, policy_params, num_users, log_prob_fn=log_prob)
 
-    traj = jax.jit(jax.vmap(one, in_axes=(0, axes)))(keys, params)
+    program = _cached(("collect", policy, num_users, _env_key(env_params), str(jax.tree.structure(params))),
+                      lambda: jax.jit(jax.vmap(one, in_axes=(0, axes))))
+    traj = program(keys, params)
     traj = jax.device_get(traj)
     return [flatten_valid(jax.tree.map(lambda x: x[s], traj)) for s in range(keys.shape[0])]
 
@@ -200,7 +237,7 @@ def train_per_seed(config, datasets: List[List[Dataset]], workdir: str, eval_fn=
     """
     validate_config(config)
     obs_dim, act_dim = datasets[0][0].obs_dim, datasets[0][0].act_dim
-    raw_agent = make_agent(config, obs_dim, act_dim)
+    raw_agent = _agent(config, obs_dim, act_dim)
     stats = pooled_stats(config, datasets)
     data, sizes = per_seed_data(datasets, needs_next_actions(config), stats)
     hparams, labels = training.hparam_grid(raw_agent.default_hparams, None)
@@ -208,13 +245,15 @@ def train_per_seed(config, datasets: List[List[Dataset]], workdir: str, eval_fn=
     agent = common.with_obs_normalization(raw_agent, stats)
     state = training.init_run_state(agent, seeds, 1)
     meta = _meta(config, obs_dim, act_dim, sizes)
+    group = training.seed_group_size(config, None)
     logger, checkpointer = training._open_run_dir(config, workdir, stats)
     try:
         step, state = training._restore(checkpointer, logger, state, meta)
         run = training.RunSetup(
             agent=agent, state=state, step=step, data=jax.device_put(data), hparams=jax.device_put(hparams),
-            chunk_fn=training.make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size),
-                                            training.seed_group_size(config, None), per_seed_data=True),
+            chunk_fn=_cached(("chunk", _functions(raw_agent), int(config.batch_size), int(config.chunk_size), group),
+                             lambda: training.make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size),
+                                                            group, per_seed_data=True)),
             run_labels=[{"seed": s, "hparam_index": 0} for s in seeds], held=np.ones((len(seeds), 1), bool),
             logger=logger, checkpointer=checkpointer, meta=meta,
         )
@@ -231,7 +270,7 @@ def train_per_seed(config, datasets: List[List[Dataset]], workdir: str, eval_fn=
 def restore_final(config, datasets: List[List[Dataset]], workdir: str) -> Tuple[common.Agent, Any]:
     """(agent, final agent states [S, 1]) of a finished round, read from its newest checkpoint."""
     obs_dim, act_dim = datasets[0][0].obs_dim, datasets[0][0].act_dim
-    raw_agent = make_agent(config, obs_dim, act_dim)
+    raw_agent = _agent(config, obs_dim, act_dim)
     stats = pooled_stats(config, datasets)
     sizes = [sum(d.size for d in ds) for ds in datasets]
     seeds = seeds_of(config)
@@ -257,13 +296,18 @@ def evaluate_round(config, env_params, agent, agent_states, behaviour, num_seeds
     """The trained policies [S, 1] and the collecting policies [S], all on the same fresh users."""
     p, discount = config.progressive, float(config.eval_discount)
     key = jax.random.PRNGKey(int(p.eval_seed))
-    trained = evaluation.make_agent_evaluator(agent, env_params, int(p.eval_users), discount)(agent_states, key)
+    env_key, users = _env_key(env_params), int(p.eval_users)
+    trained = _cached(("agent_eval", _functions(agent), users, discount, env_key),
+                      lambda: evaluation.make_agent_evaluator(agent, env_params, users, discount))(agent_states, key)
     policy, params, axes, description = behaviour
-    evaluator = evaluation.make_policy_evaluator(env_params, policy.apply, int(p.eval_users), discount)
+    evaluator = evaluation.make_policy_evaluator(env_params, policy.apply, users, discount)
     if axes is None:  # the same policy for every seed (uniform)
-        collecting = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds,)), jax.jit(evaluator)(key, params))
+        program = _cached(("policy_eval", policy, users, discount, env_key), lambda: jax.jit(evaluator))
+        collecting = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds,)), program(key, params))
     else:
-        collecting = jax.jit(jax.vmap(evaluator, in_axes=(None, axes)))(key, params)
+        program = _cached(("policy_eval", policy, users, discount, env_key, str(jax.tree.structure(params))),
+                          lambda: jax.jit(jax.vmap(evaluator, in_axes=(None, axes))))
+        collecting = program(key, params)
     return {"trained": _per_seed_values(trained), "collecting": _per_seed_values(collecting),
             "collecting_policy": description}
 
@@ -276,9 +320,9 @@ def references(config, env_params, workdir: str) -> Dict[str, Dict[str, float]]:
     p, A = config.progressive, sim_env.act_dim(env_params)
     baseline = sim_env.baseline_action(env_params)
     rows = {
-        "production baseline": (policies.fixed_policy(), baseline),
-        "uniform random": (policies.uniform_policy(A), None),
-        "BatchRL-MTF mixture": (policies.batchrl_mixture(policies.fixed_policy(), A),
+        "production baseline": (_fixed(), baseline),
+        "uniform random": (_cached(("uniform", A), lambda: policies.uniform_policy(A)), None),
+        "BatchRL-MTF mixture": (_mixture(A),
                                 {"components": (None, {"base": baseline, "sigma": jnp.float32(p.noise_sigma)}),
                                  "weights": jnp.array([0.5, 0.5])}),
     }
