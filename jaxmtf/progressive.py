@@ -312,6 +312,22 @@ def evaluate_round(config, env_params, agent, agent_states, behaviour, num_seeds
             "collecting_policy": description}
 
 
+REFERENCE_ROWS = ("production baseline", "uniform random", "BatchRL-MTF mixture")
+
+
+def _references_policy(act_dim: int) -> policies.Policy:
+    """REFERENCE_ROWS' policies as one, picked by params["index"]: the three rows are one program."""
+    fixed, uniform, mixture = _fixed(), _cached(("uniform", act_dim), lambda: policies.uniform_policy(act_dim)), \
+        _mixture(act_dim)
+
+    def apply(params, obs, key):
+        return jax.lax.switch(params["index"], [lambda: fixed.apply(params["baseline"], obs, key),
+                                                lambda: uniform.apply(None, obs, key),
+                                                lambda: mixture.apply(params["mixture"], obs, key)])
+
+    return _cached(("references_policy", act_dim), lambda: policies.Policy(apply, None))
+
+
 def references(config, env_params, workdir: str) -> Dict[str, Dict[str, float]]:
     """True values of the production baseline, uniform random and BatchRL-MTF's mixture (references.json)."""
     path = os.path.join(workdir, REFERENCES_FILE)
@@ -319,16 +335,16 @@ def references(config, env_params, workdir: str) -> Dict[str, Dict[str, float]]:
         return _read_json(path)
     p, A = config.progressive, sim_env.act_dim(env_params)
     baseline = sim_env.baseline_action(env_params)
-    rows = {
-        "production baseline": (_fixed(), baseline),
-        "uniform random": (_cached(("uniform", A), lambda: policies.uniform_policy(A)), None),
-        "BatchRL-MTF mixture": (_mixture(A),
-                                {"components": (None, {"base": baseline, "sigma": jnp.float32(p.noise_sigma)}),
-                                 "weights": jnp.array([0.5, 0.5])}),
-    }
-    key = jax.random.PRNGKey(int(p.eval_seed))
-    out = {name: evaluation.evaluate_policy(key, env_params, policy.apply, params, int(p.eval_users),
-                                            float(config.eval_discount)) for name, (policy, params) in rows.items()}
+    params = {"index": jnp.arange(3), "baseline": baseline,
+              "mixture": {"components": (None, {"base": baseline, "sigma": jnp.float32(p.noise_sigma)}),
+                          "weights": jnp.array([0.5, 0.5])}}
+    users, discount = int(p.eval_users), float(config.eval_discount)
+    policy = _references_policy(A)
+    program = _cached(("references", policy, users, discount, _env_key(env_params)), lambda: jax.jit(jax.vmap(
+        evaluation.make_policy_evaluator(env_params, policy.apply, users, discount),
+        in_axes=(None, {"index": 0, "baseline": None, "mixture": None}))))
+    stats = jax.device_get(program(jax.random.PRNGKey(int(p.eval_seed)), params))
+    out = {name: {k: float(v[i]) for k, v in stats.items()} for i, name in enumerate(REFERENCE_ROWS)}
     rundir.write_json(path, out)
     return out
 
