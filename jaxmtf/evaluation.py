@@ -176,3 +176,17 @@ def make_eval_fn(env_params: sim_env.EnvParams, num_users: int, discount: float,
         return evaluator(agent_states, key)
 
     return eval_fn
+
+
+def make_policy_evaluator(env_params: sim_env.EnvParams, policy_fn: Callable, num_users: int, discount: float) -> Callable:
+    """jit(evaluate)(key, policy_params) -> `evaluate_policy`'s summary as arrays; vmappable over params.
+
+    For stacks of behaviour policies (progressive training scores every seed's
+    exploration policy on the same users in one program).
+    """
+
+    def evaluate(key, policy_params):
+        traj = rollout(key, env_params, policy_fn, policy_params, num_users)
+        return _summarise(traj, returns(traj, discount), env_params)
+
+    return evaluate

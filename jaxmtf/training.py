@@ -112,12 +112,15 @@ def all_finite(agent_state) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _one_run_fn(agent: common.Agent, batch_size: int, chunk_size: int) -> Callable:
+def _one_run_fn(agent: common.Agent, batch_size: int, chunk_size: int, per_seed_data: bool = False) -> Callable:
     """one_run(agent_state, key, diverged_at, data, hparams) -> the same, and the chunk's metrics: one
     run's scan of `chunk_size` updates, with its divergence check after every update."""
 
-    def one_run(agent_state, key, diverged_at, data: Transition, hparams):
-        num_transitions = data.rewards.shape[0]
+    def one_run(agent_state, key, diverged_at, data, hparams):
+        if per_seed_data:  # this seed's rows, padded: sample below its own size
+            data, num_transitions = data.transitions, data.size
+        else:
+            num_transitions = data.rewards.shape[0]
 
         def one_update(carry, _):
             state, key, diverged_at = carry
@@ -139,8 +142,24 @@ def _one_run_fn(agent: common.Agent, batch_size: int, chunk_size: int) -> Callab
     return one_run
 
 
-def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_group_size: int = 0) -> Callable:
+@flax.struct.dataclass
+class PerSeedData:
+    """Every seed its own dataset (progressive training: each seed's chain logs its own data).
+
+    `transitions` leaves are [S, N, ...], seed s's rows first and padded to the
+    common N; `size` [S] counts each seed's rows (batches sample below it).
+    """
+
+    transitions: Transition
+    size: jax.Array
+
+
+def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_group_size: int = 0,
+                  per_seed_data: bool = False) -> Callable:
     """jit(chunk)(run_state, data, hparams) -> (run_state, metrics [S, H]).
+
+    `data` is one Transition shared by every seed, or with `per_seed_data` a
+    `PerSeedData` (seed s samples only from its own rows).
 
     `seed_group_size` = 0 vmaps all seeds at once (what accelerators want).
     g > 0 vmaps g seeds at a time and loops over the groups inside the same
@@ -157,34 +176,39 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_gr
     separate lanes of the vmap, are untouched.
     """
 
-    one_run = _one_run_fn(agent, batch_size, chunk_size)
+    one_run = _one_run_fn(agent, batch_size, chunk_size, per_seed_data)
 
     def one_seed(agent_state, key, diverged_at, data, hparams):  # [H, ...] -> [H, ...]
         axes = common.agent_axes(agent_state)
         over_h = jax.vmap(one_run, in_axes=(axes, 0, 0, None, 0), out_axes=(axes, 0, 0, 0))
         return over_h(agent_state, key, diverged_at, data, hparams)
 
-    def chunk(run_state: RunState, data: Transition, hparams):
+    data_axis = 0 if per_seed_data else None
+
+    def chunk(run_state: RunState, data, hparams):
         num_seeds = run_state.key.shape[0]
         diverged_at = run_state.diverged_at
         if diverged_at is None:  # a RunState built by hand
             diverged_at = jnp.full(run_state.key.shape[:2], NOT_DIVERGED, jnp.int32)
         if not 0 < seed_group_size < num_seeds:
             axes = common.agent_axes(run_state.agent)
-            over_seeds = jax.vmap(one_seed, in_axes=(axes, 0, 0, None, None), out_axes=(axes, 0, 0, 0))
+            over_seeds = jax.vmap(one_seed, in_axes=(axes, 0, 0, data_axis, None), out_axes=(axes, 0, 0, 0))
             agent_state, key, diverged_at, metrics = over_seeds(run_state.agent, run_state.key, diverged_at, data,
                                                                 hparams)
             return RunState(agent=agent_state, key=key, diverged_at=diverged_at), metrics
         step = run_state.agent.step  # shared by every seed: closed over, not mapped
 
         def seed(per_seed):
-            agent_state, key, diverged_at = per_seed
+            agent_state, key, diverged_at, seed_data = per_seed
+            seed_data = seed_data if per_seed_data else data
             agent_state, key, diverged_at, metrics = one_seed(agent_state.replace(step=step), key, diverged_at,
-                                                              data, hparams)
+                                                              seed_data, hparams)
             return (agent_state.replace(step=None), key, diverged_at), metrics, agent_state.step
 
+        mapped_data = data if per_seed_data else jnp.zeros(num_seeds)  # a placeholder when the data is shared
         (agent_state, key, diverged_at), metrics, steps = jax.lax.map(
-            seed, (run_state.agent.replace(step=None), run_state.key, diverged_at), batch_size=seed_group_size
+            seed, (run_state.agent.replace(step=None), run_state.key, diverged_at, mapped_data),
+            batch_size=seed_group_size
         )
         return RunState(agent=agent_state.replace(step=steps[0]), key=key, diverged_at=diverged_at), metrics
 
@@ -332,10 +356,12 @@ def set_up(config, dataset: Dataset, workdir: str) -> RunSetup:
     hparams, hparam_labels = hparam_grid(raw_agent.default_hparams, config.get("sweep", None))
     seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
     meta = run_record(config, dataset, stats, seeds, hparam_labels)
-    return set_up_runs(config, workdir, raw_agent, stats, seeds, hparams, hparam_labels, data.as_transitions(), meta)
+    transitions = data.as_transitions(next_actions=agents.needs_next_actions(config))
+    return set_up_runs(config, workdir, raw_agent, stats, seeds, hparams, hparam_labels, transitions, meta)
 
 
-def set_up_runs(config, workdir: str, raw_agent, stats, seeds, hparams, hparam_labels, data, meta) -> RunSetup:
+def set_up_runs(config, workdir: str, raw_agent, stats, seeds, hparams, hparam_labels, data, meta,
+                chunk_fn: Optional[Callable] = None) -> RunSetup:
     """The driver's half of `set_up`, for any agent-like (init, update) pair: FQE (jaxmtf.ope) uses it too.
 
     Lays the S x H runs out, locks the workdir, checks the saved run record
@@ -343,6 +369,8 @@ def set_up_runs(config, workdir: str, raw_agent, stats, seeds, hparams, hparam_l
     run directory. `data` is whatever the chunk samples batches from (a pytree
     of [N, ...] arrays with a `rewards` field); `config` needs the driver's
     fields (batch_size, chunk_size, num_updates, keep_checkpoints, ...).
+    `chunk_fn`: a compiled chunk to reuse (progressive training keeps one
+    across rounds); None builds `make_chunk_fn`'s for this layout.
     """
     runs, replicated = _shardings(config, len(seeds), len(hparam_labels))
     agent = common.with_obs_normalization(raw_agent, stats)
@@ -369,7 +397,8 @@ def set_up_runs(config, workdir: str, raw_agent, stats, seeds, hparams, hparam_l
         raise
     return RunSetup(
         agent=agent,
-        chunk_fn=make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size), seed_group_size(config, runs)),
+        chunk_fn=chunk_fn or make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size),
+                                           seed_group_size(config, runs)),
         state=state,
         step=step,
         data=jax.device_put(data, replicated),  # replicated None: the default device

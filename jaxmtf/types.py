@@ -30,6 +30,22 @@ class Transition:
     rewards: Array  # [B]
     next_observations: Array  # [B, obs_dim]
     terminals: Array  # [B], 1.0 where the episode ended (no bootstrap)
+    # [B, act_dim] the logged action at s_t (the episode's next row), NaN where the dataset has none
+    # (the episode's last row); only for agents that ask for it (IntegratedRL-MTF's decayed discount).
+    next_actions: Optional[Array] = None
+
+
+def logged_next_actions(actions: np.ndarray, episode_ids: np.ndarray, terminals: np.ndarray) -> np.ndarray:
+    """The action logged at each transition's next state: row i + 1's, when it continues row i's episode.
+
+    NaN where it does not (a terminal row, an episode's last logged row, the dataset's last row).
+    Needs the D4RL layout's rows ordered by episode then time (every jaxmtf pipeline writes it).
+    """
+    actions, episode_ids = np.asarray(actions, np.float32), np.asarray(episode_ids)
+    out = np.full_like(actions, np.nan)
+    continues = (episode_ids[1:] == episode_ids[:-1]) & (np.asarray(terminals)[:-1] < 0.5)
+    out[:-1][continues] = actions[1:][continues]
+    return out
 
 
 @flax.struct.dataclass
@@ -71,13 +87,15 @@ class Dataset:
     def act_dim(self) -> int:
         return int(self.actions.shape[-1])
 
-    def as_transitions(self) -> Transition:
+    def as_transitions(self, next_actions: bool = False) -> Transition:
+        """The fields the agents train on; `next_actions` adds the logged next action (`logged_next_actions`)."""
         return Transition(
             observations=self.observations,
             actions=self.actions,
             rewards=self.rewards,
             next_observations=self.next_observations,
             terminals=self.terminals,
+            next_actions=logged_next_actions(self.actions, self.episode_ids, self.terminals) if next_actions else None,
         )
 
 

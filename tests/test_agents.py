@@ -7,13 +7,14 @@ import pytest
 from conftest import registered_algorithms, small_config
 
 from jaxmtf import training
-from jaxmtf.agents import ALGORITHMS, make_agent
+from jaxmtf.agents import ALGORITHMS, make_agent, needs_next_actions
 
 # Sample counts cut for CI speed (the references' values are the configs' defaults).
 FAST = {
     "bcq": {"num_act_samples": 8, "num_target_samples": 4},
     "cql": {"policy_eval_start": 3},
     "uwac": {"num_dropout_samples": 4, "num_eval_actions": 4, "num_target_actions": 4, "warmup": 3},
+    "integrated_rl": {"num_critics": 3},
 }
 
 
@@ -32,7 +33,7 @@ def test_every_algorithm_is_tested():
 def test_agent_contract(algo, tiny_dataset):
     config = _config(algo)
     agent = make_agent(config, tiny_dataset.obs_dim, tiny_dataset.act_dim)
-    data = tiny_dataset.as_transitions()
+    data = tiny_dataset.as_transitions(next_actions=needs_next_actions(config))
     hparams, _ = training.hparam_grid(agent.default_hparams, {})
 
     traces = []
@@ -79,7 +80,7 @@ def test_agent_contract(algo, tiny_dataset):
 def test_update_is_deterministic_given_the_key(algo, tiny_dataset):
     agent = make_agent(_config(algo), tiny_dataset.obs_dim, tiny_dataset.act_dim)
     state = agent.init(jax.random.PRNGKey(0))
-    batch = jax.tree.map(lambda x: x[:16], tiny_dataset.as_transitions())
+    batch = jax.tree.map(lambda x: x[:16], tiny_dataset.as_transitions(next_actions=needs_next_actions(_config(algo))))
     batch = batch.replace(terminals=jnp.zeros_like(batch.terminals))  # bootstrap, so target noise matters
     update = jax.jit(agent.update)
     a, _ = update(state, batch, jax.random.PRNGKey(1), agent.default_hparams)

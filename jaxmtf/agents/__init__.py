@@ -15,6 +15,7 @@ ALGORITHMS = {
     "bcq": "bcq",
     "cql": "cql",
     "uwac": "uwac",
+    "integrated_rl": "integrated_rl",
 }
 
 
@@ -40,6 +41,12 @@ def agent_field(algo: str, name: str):
     """The spec of agent field `name` of `algo` (None if it has none): the sweep checks its values with it."""
     module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[algo]}")
     return module.CONFIG_FIELDS.get(name)
+
+
+def needs_next_actions(config) -> bool:
+    """Whether the agent's batches carry the logged next action (its module sets NEEDS_NEXT_ACTIONS)."""
+    module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[config.algo]}")
+    return bool(getattr(module, "NEEDS_NEXT_ACTIONS", False))
 
 
 def run_length_warnings(config) -> None:

@@ -9,7 +9,9 @@ DDPG (sfujim's OurDDPG): one critic, no smoothing noise, delay 1; same
 network sizes and learning rates. See launch/configs/ddpg.py.
 
 The actor loss is a parameter of `make_td3_family`, so TD3+BC (td3_bc.py) is
-this module with another actor loss.
+this module with another actor loss; the target and the actor objective are
+parameters too (IntegratedRL-MTF, integrated_rl.py: a decayed-discount target
+and an objective over the whole critic ensemble).
 """
 from functools import partial
 from typing import Any, Callable
@@ -87,7 +89,8 @@ def actor_objective(actor_fn, critic_fn, batch, hparams, actor_loss_fn):
 # ----------------------------------------------------------------- agent
 
 
-def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable, hparam_names) -> common.Agent:
+def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable, hparam_names,
+                    target_fn: Callable = td3_target, objective_fn: Callable = actor_objective) -> common.Agent:
     actor_net = networks.DeterministicActor(tuple(config.actor_hidden_dims), act_dim)
     critic_net = networks.EnsembleCritic(tuple(config.critic_hidden_dims), num_critics=config.num_critics)
     actor_opt = optax.adam(config.actor_lr)
@@ -111,7 +114,7 @@ def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable,
 
     def update(state: TD3State, batch, key, hparams):
         # --- critic: sum_i mean (Q_i(s, a) - y)^2 against the smoothed clipped double-Q target ---
-        y = td3_target(partial(actor_net.apply, state.actor_target), partial(critic_net.apply, state.critic_target),
+        y = target_fn(partial(actor_net.apply, state.actor_target), partial(critic_net.apply, state.critic_target),
                        batch, key, hparams)
         critic, critic_opt_state, critic_loss, q_tm1 = common.apply_gradients(
             critic_opt, lambda c: common.critic_loss(partial(critic_net.apply, c), batch, y), state.critic,
@@ -121,7 +124,7 @@ def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable,
 
         # --- actor and targets, every `policy_delay` updates ---
         def actor_loss_of(actor):
-            return actor_objective(partial(actor_net.apply, actor), partial(critic_net.apply, state.critic), batch,
+            return objective_fn(partial(actor_net.apply, actor), partial(critic_net.apply, state.critic), batch,
                                    hparams, actor_loss_fn)
 
         def delayed_update(state):

@@ -1,0 +1,413 @@
+"""Progressive training (IntegratedRL-MTF): rounds of explore, train, evaluate, redeploy.
+
+Every seed is its own chain of rounds. Round k of seed s: collect
+`num_users` sessions in the simulator with the exploration policy around
+seed s's current policy (round 1: the production baseline weights), train on
+that round's data or on all of seed s's rounds so far, score the trained
+policy and the collecting policy against simulator truth, and deploy the
+trained policy as round k+1's centre. Each step of a round is one compiled
+program over all seeds: collection is vmapped over the seeds' (different)
+centre policies, training is the driver's chunk with `PerSeedData`, and the
+evaluation vmaps over the seeds' agents.
+
+Run directory (each round's pieces in the standard formats):
+
+    config.json, references.json      the config; baseline / uniform / mixture true values
+    round_{k}/data/seed_{s}.npz+.json the round's logged sessions of seed s (jaxmtf datasets)
+    round_{k}/train/                  a standard training run dir (config.json, metrics.jsonl,
+                                      eval.jsonl, checkpoints/, summary.json)
+    round_{k}/evaluation.json         per seed: trained and collecting policy, baseline; marks the round done
+    summary.json                      every round's evaluation, when all are done
+
+Resuming after a kill at any point redoes only what is missing: a round
+with evaluation.json is done (its final state restored from its checkpoint
+when the next round needs its centre); a round's data is re-collected unless
+every seed's file exists (collection is a pure function of the keys); its
+training resumes from its newest checkpoint. So the final result equals an
+uninterrupted run's.
+
+Choices the paper leaves open (config fields, see launch/configs/integrated_rl.py):
+`train_on` ("all" rounds so far, or the "newest"); each round trains from a
+fresh initialisation with the same seeds (the data is what progresses); the
+centre of round k+1 is the deterministic trained policy of round k.
+"""
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from jaxmtf import evaluation, rundir, training
+from jaxmtf import checkpoint as checkpoint_lib
+from jaxmtf.agents import common, integrated_rl, make_agent, needs_next_actions
+from jaxmtf.data import collect
+from jaxmtf.data import dataset as dataset_lib
+from jaxmtf.run_config import ConfigError, validate_config
+from jaxmtf.sim import env as sim_env
+from jaxmtf.sim import policies
+from jaxmtf.sim.rollout import flatten_valid, rollout
+from jaxmtf.types import Dataset, Transition
+
+EXPLORATIONS = ("box", "mixed", "uniform")
+TRAIN_ON = ("all", "newest")
+EVALUATION_FILE = "evaluation.json"
+REFERENCES_FILE = "references.json"
+PAD_MULTIPLE = 1024  # per-seed data is padded to a multiple of this (fewer distinct shapes to compile)
+
+
+def validate_progressive(config) -> None:
+    """The progressive fields, checked before anything runs (ConfigError names the field)."""
+    validate_config(config)
+    if "progressive" not in config:
+        raise ConfigError("config field 'progressive': missing (see launch/configs/integrated_rl.py)")
+    p = config.progressive
+    if int(p.rounds) < 1:
+        raise ConfigError(f"config field 'progressive.rounds': must be >= 1, got {p.rounds}")
+    if p.exploration not in EXPLORATIONS:
+        raise ConfigError(f"config field 'progressive.exploration': {p.exploration!r} not in {EXPLORATIONS}")
+    if p.train_on not in TRAIN_ON:
+        raise ConfigError(f"config field 'progressive.train_on': {p.train_on!r} not in {TRAIN_ON}")
+    if p.box_mode not in ("clip", "truncate"):
+        raise ConfigError(f"config field 'progressive.box_mode': {p.box_mode!r} not in ('clip', 'truncate')")
+    for field in ("num_users", "eval_users"):
+        if int(p[field]) <= 0:
+            raise ConfigError(f"config field 'progressive.{field}': must be positive, got {p[field]}")
+    if config.get("sweep"):
+        raise ConfigError("config field 'sweep': progressive training runs one setting per chain; sweep nothing")
+    agent_width = config.agent.get("box_half_width", None)
+    if p.exploration == "box" and agent_width is not None and float(agent_width) != float(p.box_half_width):
+        raise ConfigError(
+            f"config field 'progressive.box_half_width': {p.box_half_width} differs from agent.box_half_width="
+            f"{agent_width}; the agent's box must be the box that explored"
+        )
+
+
+# Compiled programs and the policies / agents they close over, kept for the process: a later round
+# (or a resumed run) with the same shapes reuses them instead of compiling again (keys hold the
+# objects themselves, never ids, so a key cannot outlive what it names).
+_PROGRAMS: Dict[Any, Any] = {}
+
+
+def _cached(key, build):
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = build()
+    return _PROGRAMS[key]
+
+
+def _functions(agent: common.Agent):
+    """An agent's hashable part (its default_hparams dict is not)."""
+    return agent.init, agent.update, agent.act, agent.q_values
+
+
+def _env_key(env_params) -> str:
+    return json.dumps(collect.env_params_to_dict(env_params), sort_keys=True)
+
+
+def _agent(config, obs_dim: int, act_dim: int) -> common.Agent:
+    key = ("agent", config.algo, json.dumps(config.agent.to_dict(), sort_keys=True, default=str), obs_dim, act_dim)
+    return _cached(key, lambda: make_agent(config, obs_dim, act_dim))
+
+
+def seeds_of(config) -> List[int]:
+    return [int(config.seed) + i for i in range(int(config.num_seeds))]
+
+
+# ----------------------------------------------------------------- collection
+
+
+def collection_policy(config, env_params, agent: common.Agent, centres) -> Tuple[policies.Policy, Any, Any, str]:
+    """(policy, params [S, ...], their vmap axes, description) of this round's collection.
+
+    `centres` None: the production baseline (round 1); else the agent states [S] of the last round.
+    "mixed" and "uniform" never follow the current policy (BatchRL-MTF explores around the baseline).
+    """
+    p, S, A = config.progressive, int(config.num_seeds), sim_env.act_dim(env_params)
+    baseline = jnp.broadcast_to(sim_env.baseline_action(env_params), (S, A))
+    w = float(p.box_half_width)
+    if p.exploration == "uniform":
+        return _cached(("uniform", A), lambda: policies.uniform_policy(A)), None, None, "uniform random"
+    if p.exploration == "mixed":
+        params = {"components": (None, {"base": baseline, "sigma": jnp.full((S,), p.noise_sigma)}),
+                  "weights": jnp.full((S, 2), 0.5)}
+        return _mixture(A), params, 0, \
+            f"0.5 uniform + 0.5 truncated N(baseline, {p.noise_sigma})"
+    if centres is None:
+        box = _cached(("box", w, p.box_mode), lambda: policies.box_policy(_fixed(), half_width=w, mode=p.box_mode))
+        return box, {"base": baseline}, 0, f"baseline + U(-{w}, {w}) ({p.box_mode})"
+    box = _cached(("box", _functions(agent), w, p.box_mode),
+                  lambda: integrated_rl.exploration_policy(agent.act, half_width=w, mode=p.box_mode))
+    return box, {"base": centres}, {"base": common.agent_axes(centres)}, f"last round's policy + U(-{w}, {w}) ({p.box_mode})"
+
+
+def _fixed() -> policies.Policy:
+    return _cached(("fixed",), policies.fixed_policy)
+
+
+def _mixture(act_dim: int) -> policies.Policy:
+    return _cached(("mixture", act_dim), lambda: policies.batchrl_mixture(_fixed(), act_dim))
+
+
+def collection_keys(seeds, round_index: int) -> jax.Array:
+    """[S, 2]: seed s's users and exploration noise of round k depend on (s, k) only."""
+    return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1000 + round_index) for s in seeds])
+
+
+def collect_round(config, env_params, policy, params, axes, keys) -> List[Dict[str, np.ndarray]]:
+    """Every seed's sessions in one program (vmapped over the seeds' policy params); arrays per seed."""
+    num_users = int(config.progressive.num_users)
+    log_prob = policy.log_prob
+
+    def one(key, policy_params):
+        return rollout(key, env_params, policy.apply, policy_params, num_users, log_prob_fn=log_prob)
+
+    program = _cached(("collect", policy, num_users, _env_key(env_params), str(jax.tree.structure(params))),
+                      lambda: jax.jit(jax.vmap(one, in_axes=(0, axes))))
+    traj = program(keys, params)
+    traj = jax.device_get(traj)
+    return [flatten_valid(jax.tree.map(lambda x: x[s], traj)) for s in range(keys.shape[0])]
+
+
+def round_data(config, env_params, round_dir: str, round_index: int, seeds, make_policy) -> List[Dataset]:
+    """The round's dataset of every seed: loaded if all files exist, else collected and saved."""
+    paths = [os.path.join(round_dir, "data", f"seed_{s}.npz") for s in seeds]
+    if all(os.path.exists(p) and os.path.exists(p[:-4] + ".json") for p in paths):
+        return [dataset_lib.load(p) for p in paths]
+    policy, params, axes, description = make_policy()
+    per_seed = collect_round(config, env_params, policy, params, axes, collection_keys(seeds, round_index))
+    datasets = []
+    for seed, arrays, path in zip(seeds, per_seed, paths):
+        arrays["episode_ids"] = arrays["episode_ids"].astype(np.int32)
+        dataset = dataset_lib.from_arrays(arrays, tuple(env_params.task_names))
+        provenance = {"pipeline": "progressive", "round": round_index, "seed": seed, "behaviour": description,
+                      "env_params": collect.env_params_to_dict(env_params), "num_transitions": dataset.size}
+        dataset_lib.save(path, dataset, provenance)
+        datasets.append(dataset)
+    logging.info("%s: collected %s transitions per seed (%s)", round_dir, [d.size for d in datasets], description)
+    return datasets
+
+
+# ----------------------------------------------------------------- training on per-seed data
+
+
+def per_seed_data(datasets: List[List[Dataset]], next_actions: bool, stats) -> Tuple[training.PerSeedData, List[int]]:
+    """datasets[s] = seed s's datasets (rounds) -> PerSeedData padded to a common size, and the sizes."""
+    per_seed = []
+    for seed_datasets in datasets:
+        parts = [d.as_transitions(next_actions=next_actions) for d in seed_datasets]
+        joined = jax.tree.map(lambda *x: np.concatenate([np.asarray(v) for v in x]), *parts)
+        if stats is not None:
+            mean, std = stats["mean"], stats["std"]
+            joined = joined.replace(observations=(joined.observations - mean) / std,
+                                    next_observations=(joined.next_observations - mean) / std)
+        per_seed.append(joined)
+    sizes = [int(t.rewards.shape[0]) for t in per_seed]
+    padded = -(-max(sizes) // PAD_MULTIPLE) * PAD_MULTIPLE
+
+    def pad(x):  # rows past a seed's size are never sampled
+        return np.concatenate([x, np.zeros((padded - x.shape[0],) + x.shape[1:], x.dtype)])
+
+    stacked = jax.tree.map(lambda *x: np.stack([pad(v) for v in x]), *per_seed)
+    return training.PerSeedData(transitions=stacked, size=np.asarray(sizes, np.int32)), sizes
+
+
+def pooled_stats(config, datasets: List[List[Dataset]]):
+    """Observation mean / std over every seed's data (one normaliser: evaluation shares the agent)."""
+    if not config.get("normalize_observations", False):
+        return None
+    return dataset_lib.normalization_stats(np.concatenate([d.observations for ds in datasets for d in ds]))
+
+
+def _meta(config, obs_dim, act_dim, sizes) -> Dict[str, Any]:
+    """What a round's checkpoints record; restoring with another config fails naming the field."""
+    return {"algo": config.algo, "agent": config.agent.to_dict(), "obs_dim": obs_dim, "act_dim": act_dim,
+            "num_transitions": sizes, "seeds": seeds_of(config), "batch_size": int(config.batch_size),
+            "chunk_size": int(config.chunk_size)}
+
+
+def train_per_seed(config, datasets: List[List[Dataset]], workdir: str, eval_fn=None,
+                   stop_after: Optional[int] = None) -> Dict[str, Any]:
+    """Trains seed s on datasets[s] only, every seed in one program: training.train with PerSeedData.
+
+    A standard run directory in `workdir`, resumed from its newest checkpoint.
+    Observations are normalised, when the config asks, with statistics pooled over
+    all seeds' data (one normaliser, so evaluation scores every seed with one agent).
+    """
+    validate_config(config)
+    obs_dim, act_dim = datasets[0][0].obs_dim, datasets[0][0].act_dim
+    raw_agent = _agent(config, obs_dim, act_dim)
+    stats = pooled_stats(config, datasets)
+    data, sizes = per_seed_data(datasets, needs_next_actions(config), stats)
+    hparams, labels = training.hparam_grid(raw_agent.default_hparams, None)
+    seeds = seeds_of(config)
+    meta = _meta(config, obs_dim, act_dim, sizes)
+    group = training.seed_group_size(config, None)
+    chunk_fn = _cached(("chunk", _functions(raw_agent), int(config.batch_size), int(config.chunk_size), group),
+                       lambda: training.make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size),
+                                                      group, per_seed_data=True))
+    # The driver's own set-up and loop: lock, record check, checkpoint integrity, pre-emption.
+    run = training.set_up_runs(config, workdir, raw_agent, stats, seeds, hparams, labels, data, meta, chunk_fn)
+    summary = training.train_runs(config, run, workdir, eval_fn, stop_after)
+    return {**summary, "meta": meta}
+
+
+def restore_final(config, datasets: List[List[Dataset]], workdir: str) -> Tuple[common.Agent, Any]:
+    """(agent, final agent states [S, 1]) of a finished round, read from its newest checkpoint."""
+    obs_dim, act_dim = datasets[0][0].obs_dim, datasets[0][0].act_dim
+    raw_agent = _agent(config, obs_dim, act_dim)
+    stats = pooled_stats(config, datasets)
+    sizes = [sum(d.size for d in ds) for ds in datasets]
+    seeds = seeds_of(config)
+    meta = _meta(config, obs_dim, act_dim, sizes)
+    checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+    try:
+        restored = checkpointer.restore_latest(training.init_run_state(raw_agent, seeds, 1), meta)
+    finally:
+        checkpointer.close()
+    if restored is None or restored[0] != int(config.num_updates):
+        raise checkpoint_lib.CheckpointError(f"{workdir}: round marked done but its final checkpoint is missing")
+    return common.with_obs_normalization(raw_agent, stats), restored[1].agent
+
+
+# ----------------------------------------------------------------- evaluation
+
+
+def _per_seed_values(stats) -> Dict[str, List[float]]:
+    return {k: np.asarray(v, np.float64).reshape(-1).tolist() for k, v in jax.device_get(stats).items()}
+
+
+def evaluate_round(config, env_params, agent, agent_states, behaviour, num_seeds: int) -> Dict[str, Any]:
+    """The trained policies [S, 1] and the collecting policies [S], all on the same fresh users."""
+    p, discount = config.progressive, float(config.eval_discount)
+    key = jax.random.PRNGKey(int(p.eval_seed))
+    env_key, users = _env_key(env_params), int(p.eval_users)
+    trained = _cached(("agent_eval", _functions(agent), users, discount, env_key),
+                      lambda: evaluation.make_agent_evaluator(agent, env_params, users, discount))(agent_states, key)
+    policy, params, axes, description = behaviour
+    evaluator = evaluation.make_policy_evaluator(env_params, policy.apply, users, discount)
+    if axes is None:  # the same policy for every seed (uniform)
+        program = _cached(("policy_eval", policy, users, discount, env_key), lambda: jax.jit(evaluator))
+        collecting = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_seeds,)), program(key, params))
+    else:
+        program = _cached(("policy_eval", policy, users, discount, env_key, str(jax.tree.structure(params))),
+                          lambda: jax.jit(jax.vmap(evaluator, in_axes=(None, axes))))
+        collecting = program(key, params)
+    return {"trained": _per_seed_values(trained), "collecting": _per_seed_values(collecting),
+            "collecting_policy": description}
+
+
+REFERENCE_ROWS = ("production baseline", "uniform random", "BatchRL-MTF mixture")
+
+
+def _references_policy(act_dim: int) -> policies.Policy:
+    """REFERENCE_ROWS' policies as one, picked by params["index"]: the three rows are one program."""
+    fixed, uniform, mixture = _fixed(), _cached(("uniform", act_dim), lambda: policies.uniform_policy(act_dim)), \
+        _mixture(act_dim)
+
+    def apply(params, obs, key):
+        return jax.lax.switch(params["index"], [lambda: fixed.apply(params["baseline"], obs, key),
+                                                lambda: uniform.apply(None, obs, key),
+                                                lambda: mixture.apply(params["mixture"], obs, key)])
+
+    return _cached(("references_policy", act_dim), lambda: policies.Policy(apply, None))
+
+
+def references(config, env_params, workdir: str) -> Dict[str, Dict[str, float]]:
+    """True values of the production baseline, uniform random and BatchRL-MTF's mixture (references.json)."""
+    path = os.path.join(workdir, REFERENCES_FILE)
+    if os.path.exists(path):
+        return _read_json(path)
+    p, A = config.progressive, sim_env.act_dim(env_params)
+    baseline = sim_env.baseline_action(env_params)
+    params = {"index": jnp.arange(3), "baseline": baseline,
+              "mixture": {"components": (None, {"base": baseline, "sigma": jnp.float32(p.noise_sigma)}),
+                          "weights": jnp.array([0.5, 0.5])}}
+    users, discount = int(p.eval_users), float(config.eval_discount)
+    policy = _references_policy(A)
+    program = _cached(("references", policy, users, discount, _env_key(env_params)), lambda: jax.jit(jax.vmap(
+        evaluation.make_policy_evaluator(env_params, policy.apply, users, discount),
+        in_axes=(None, {"index": 0, "baseline": None, "mixture": None}))))
+    stats = jax.device_get(program(jax.random.PRNGKey(int(p.eval_seed)), params))
+    out = {name: {k: float(v[i]) for k, v in stats.items()} for i, name in enumerate(REFERENCE_ROWS)}
+    rundir.write_json(path, out)
+    return out
+
+
+# ----------------------------------------------------------------- the loop
+
+
+def _training_sets(config, all_data: List[List[Dataset]], k: int) -> List[List[Dataset]]:
+    """Seed s's datasets that round k trains on: every round so far, or round k's only."""
+    rounds = all_data[:k] if config.progressive.train_on == "all" else all_data[k - 1:k]
+    return [[round_sets[s] for round_sets in rounds] for s in range(int(config.num_seeds))]
+
+
+def _without_hparam_axis(states):
+    """Agent states [S, 1, ...] -> [S, ...] (the step stays shared)."""
+    return jax.tree.map(lambda x: x[:, 0], states.replace(step=None)).replace(step=states.step)
+
+
+def run_progressive(config, workdir: str, stop_after: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
+    """Runs (or resumes) every round in `workdir`; returns {"finished", "rounds", "references", "agent", "state"}.
+
+    `stop_after` = (round, updates) ends this call once that round's training
+    reaches that many updates (tests interrupt a run with it); a later call resumes.
+    """
+    validate_progressive(config)
+    env_params = collect.env_params_from_config(config.progressive)
+    os.makedirs(workdir, exist_ok=True)
+    rundir.write_json(os.path.join(workdir, rundir.CONFIG_FILE), config.to_dict())
+    refs = references(config, env_params, workdir)
+    seeds, rounds = seeds_of(config), int(config.progressive.rounds)
+    eval_fn = (evaluation.make_eval_fn(env_params, int(config.eval_users), float(config.eval_discount))
+               if config.get("eval_every") else None)
+    all_data, evaluations, last = [], [], None  # last: (agent, states [S, 1]) of the previous round, if in memory
+    for k in range(1, rounds + 1):
+        round_dir = os.path.join(workdir, f"round_{k}")
+        eval_path = os.path.join(round_dir, EVALUATION_FILE)
+        collecting = []  # this round's collection policy, built once (a box needs the last round's state)
+
+        def behaviour(k=k):
+            nonlocal last
+            if not collecting:
+                if k > 1 and config.progressive.exploration == "box" and last is None:
+                    last = restore_final(config, _training_sets(config, all_data, k - 1),
+                                         os.path.join(workdir, f"round_{k - 1}", "train"))
+                agent, centres = (None, None) if k == 1 else (last[0], _without_hparam_axis(last[1]))
+                collecting.append(collection_policy(config, env_params, agent, centres))
+            return collecting[0]
+
+        all_data.append(round_data(config, env_params, round_dir, k, seeds, behaviour))
+        train_sets = _training_sets(config, all_data, k)
+        if os.path.exists(eval_path):
+            evaluations.append(_read_json(eval_path))
+            last = None
+            continue
+        behaviour()  # before training replaces `last`: the collecting policy explores around round k-1's
+        stop = stop_after[1] if stop_after is not None and stop_after[0] == k else None
+        summary = train_per_seed(config, train_sets, os.path.join(round_dir, "train"), eval_fn, stop)
+        if not summary["finished"]:
+            return {"finished": False, "rounds": evaluations, "references": refs, "agent": None, "state": None}
+        last = (summary["agent"], summary["state"].agent)
+        record = evaluate_round(config, env_params, *last, collecting[0], len(seeds))
+        record.update(round=k, seeds=seeds, num_transitions=[d.size for d in all_data[-1]],
+                      trained_on=[sum(d.size for d in ds) for ds in train_sets])
+        record["exploration_cost"] = [refs["production baseline"]["undiscounted_return"] - v
+                                      for v in record["collecting"]["undiscounted_return"]]
+        rundir.write_json(eval_path, record)
+        evaluations.append(_read_json(eval_path))
+        logging.info("round %d/%d: trained %s, collecting %s (baseline %.2f)", k, rounds,
+                     np.round(record["trained"]["undiscounted_return"], 2),
+                     np.round(record["collecting"]["undiscounted_return"], 2),
+                     refs["production baseline"]["undiscounted_return"])
+    if last is None:
+        last = restore_final(config, _training_sets(config, all_data, rounds), os.path.join(workdir, f"round_{rounds}", "train"))
+    rundir.write_json(os.path.join(workdir, rundir.SUMMARY_FILE), {"rounds": evaluations, "references": refs})
+    return {"finished": True, "rounds": evaluations, "references": refs, "agent": last[0], "state": last[1]}
+
+
+def _read_json(path: str):
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,32 @@
+"""Progressive training: rounds of explore in the simulator, train offline, evaluate, redeploy.
+
+    python -m launch.progressive --config=launch/configs/integrated_rl.py --workdir=runs/integrated_rl
+    python -m launch.progressive --config=launch/configs/batchrl_mtf.py --workdir=runs/batchrl_mtf
+
+Re-running the same command on the same workdir resumes where it stopped
+(mid-round included). The run directory: see jaxmtf/progressive.py.
+"""
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxmtf import progressive
+from launch import logs
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Progressive training config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created, or resumed if it exists).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    logs.quiet_orbax_logs()
+    result = progressive.run_progressive(_CONFIG.value, _WORKDIR.value)
+    for record in result["rounds"]:
+        logging.info("round %d: trained mean return %.2f, collecting %.2f", record["round"],
+                     sum(record["trained"]["undiscounted_return"]) / len(record["seeds"]),
+                     sum(record["collecting"]["undiscounted_return"]) / len(record["seeds"]))
+    logging.info("finished; run directory %s", _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
