@@ -53,10 +53,23 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from jaxmtf import schema
 from jaxmtf.agents import common, td3
 from jaxmtf.sim import policies
 
 HPARAMS = td3.HPARAMS + ("alpha", "box_weight", "discount_decay", "disagreement_weight")
+
+# The agent's fields (launch/configs/integrated_rl.py documents each): TD3's, and its own.
+CONFIG_FIELDS = {
+    **td3.CONFIG_FIELDS,
+    "num_critics": schema.integer(2),  # the disagreement needs two members at least
+    "box_half_width": schema.real(0),
+    "alpha": schema.real(0),
+    "box_weight": schema.real(0),
+    "discount_decay": schema.real(0),
+    "disagreement_weight": schema.real(0),
+    "target_reduction": schema.choice(("min", "mean")),
+}
 # The training driver adds the logged next action to every batch (Transition.next_actions).
 NEEDS_NEXT_ACTIONS = True
 TARGET_REDUCTIONS = ("min", "mean")
