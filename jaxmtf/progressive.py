@@ -49,7 +49,7 @@ from jaxmtf.run_config import ConfigError, validate_config
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies
 from jaxmtf.sim.rollout import flatten_valid, rollout
-from jaxmtf.types import Dataset, Transition
+from jaxmtf.types import Dataset
 
 EXPLORATIONS = ("box", "mixed", "uniform")
 TRAIN_ON = ("all", "newest")

@@ -25,7 +25,7 @@ from absl import logging
 from jaxmtf import rundir, training
 from jaxmtf.ope import bootstrap, doubly_robust, fqe as fqe_lib, importance, marginal, scoring, targets
 from jaxmtf.ope.config import validate_ope_config
-from jaxmtf.ope.episodes import Episodes, OPEDataError, episodes_from_dataset, gather, require_behaviour_log_prob
+from jaxmtf.ope.episodes import Episodes, episodes_from_dataset, gather, require_behaviour_log_prob
 from jaxmtf.types import Dataset
 
 IS_ESTIMATORS = tuple(importance.ESTIMATORS) + ("mis",)
