@@ -13,8 +13,8 @@ from typing import Dict, Iterable, List, Union
 import numpy as np
 import pandas as pd
 
-from jaxmtf import rundir
-from jaxmtf.stats import ci95_halfwidth
+from jaxmtf import rundir, stats
+
 
 # Columns that identify one run inside a run directory.
 RUN_KEYS = ("seed", "hparam_index")
@@ -64,7 +64,7 @@ def aggregate(df: pd.DataFrame, metric: str, by=None) -> pd.DataFrame:
     by = list(by) if by is not None else ["run", "algo", "hparam_index", "step"] + hparam_columns(df)
     grouped = df.groupby(by, dropna=False)[metric]
     out = grouped.agg(["mean", "std", "count"]).reset_index()
-    out["ci95"] = ci95_halfwidth(out["std"], out["count"].clip(lower=1))
+    out["ci95"] = stats.ci95_halfwidth(out["std"], out["count"].clip(lower=1))
     return out
 
 
@@ -72,3 +72,164 @@ def final(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of the last logged step of every run and setting."""
     last = df.groupby(["run", "hparam_index"])["step"].transform("max")
     return df[df["step"] == last]
+
+
+# ----------------------------------------------------------------------------- sweeps (jaxmtf.sweep)
+
+
+def load_sweep(workdir: str) -> Dict[str, pd.DataFrame]:
+    """{"index", "eval", "metrics"} of a sweep directory: the index as one row per cell, and every cell's
+    logs with its `dataset` and `variant` (the algorithm, plus its setting where the cell has a grid).
+
+    Cells not started yet are listed in the index only; a cell still running contributes what it logged.
+    """
+    from jaxmtf import sweep  # lazy: sweep imports the training stack
+
+    path = os.path.join(workdir, sweep.INDEX_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{workdir} is not a jaxmtf sweep directory (no {sweep.INDEX_FILE})")
+    index = sweep.read_index(workdir)
+    table = pd.DataFrame([{"cell": name, **entry} for name, entry in index["cells"].items()])
+    frames = {"eval": [], "metrics": []}
+    for name, entry in index["cells"].items():
+        cell_dir = os.path.join(workdir, entry["run_dir"])
+        if not os.path.exists(os.path.join(cell_dir, rundir.CONFIG_FILE)):
+            continue
+        run = load_run(cell_dir)
+        for kind in frames:
+            df = run[kind]
+            if not df.empty:
+                df = df.assign(cell=name, dataset=entry["dataset"])
+                df["variant"] = variant_labels(df)
+                frames[kind].append(df)
+    out = {kind: pd.concat(dfs, ignore_index=True) if dfs else pd.DataFrame() for kind, dfs in frames.items()}
+    return {"index": table, **out}
+
+
+def variant_labels(df: pd.DataFrame) -> pd.Series:
+    """`algo`, or `algo[name=value,...]` when the run directory swept hparams (one label per setting)."""
+    swept = hparam_columns(df)
+    if not swept:
+        return df["algo"].astype(str)
+    settings = df[swept].astype(str).apply(lambda row: ",".join(f"{n}={v}" for n, v in zip(swept, row)), axis=1)
+    return df["algo"].astype(str) + "[" + settings + "]"
+
+
+def reference_returns(workdir: str, metric: str = "undiscounted_return") -> Dict[str, float]:
+    """{"random", "expert"}: the behaviour values recorded in the sidecars of the sweep's datasets whose
+    pipeline is `random` and `expert` (the 0 and 100 of normalised scores)."""
+    from jaxmtf import sweep
+    from jaxmtf.data import dataset as dataset_lib
+
+    found = {}
+    for path in sweep.read_index(workdir)["datasets"].values():
+        provenance = dataset_lib.read_sidecar(path)["provenance"]
+        if provenance["pipeline"] in ("random", "expert"):
+            found[provenance["pipeline"]] = float(provenance["behaviour_value"][metric])
+    missing = {"random", "expert"} - set(found)
+    if missing:
+        raise KeyError(f"sweep {workdir} has no dataset of pipeline {sorted(missing)}: its sidecar's behaviour value "
+                       "is the reference of normalised scores")
+    return found
+
+
+def final_scores(evals: pd.DataFrame, metric: str = "undiscounted_return", low: float = None,
+                 high: float = None) -> pd.DataFrame:
+    """One row per (variant, dataset, seed): `metric` at each run's last evaluation, and with both references
+    given, `score` normalised so that low -> 0 and high -> 100.
+
+    A run that diverged (non-finite parameters: its evaluations are logged as null) has no value; its
+    `diverged` flag is set, and its score is that of the `low` reference (0), as if the system fell back to
+    random weights, so a method that diverges is charged for it rather than dropped from the aggregates.
+    """
+    last = final(evals)
+    out = last[["variant", "algo", "dataset", "seed", "step", metric]].reset_index(drop=True)
+    out["diverged"] = last["diverged_at_step"].notna().to_numpy() if "diverged_at_step" in last else False
+    if low is not None and high is not None:
+        out["score"] = np.where(out["diverged"], 0.0, stats.normalise(out[metric].astype(float), low, high))
+    return out
+
+
+def score_matrices(scores: pd.DataFrame, column: str = "score", datasets=None) -> Dict[str, np.ndarray]:
+    """{variant: [seeds, datasets]} matrices for the aggregate metrics (datasets in a shared order; a variant
+    that lacks a dataset or has fewer seeds on one is refused rather than silently aligned)."""
+    datasets = list(datasets) if datasets is not None else sorted(scores["dataset"].unique())
+    out = {}
+    for variant, group in scores.groupby("variant", sort=False):
+        table = group.pivot_table(index="seed", columns="dataset", values=column)
+        missing = [d for d in datasets if d not in table]
+        if missing or table[datasets].isna().any().any():
+            raise ValueError(f"variant {variant!r}: no {column} for every seed on datasets {missing or datasets}")
+        out[variant] = table[datasets].to_numpy()
+    return out
+
+
+def interval_table(matrices: Dict[str, np.ndarray], aggregates=None, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Point estimate and stratified-bootstrap 95% CI of every aggregate (IQM, mean, median, optimality gap)."""
+    aggregates = aggregates or stats.AGGREGATES
+    rows = []
+    for variant, matrix in matrices.items():
+        for name, metric in aggregates.items():
+            point, low, high = stats.interval_estimate(metric, matrix, reps=reps, seed=seed)
+            rows.append({"variant": variant, "aggregate": name, "estimate": float(point),
+                         "ci_low": float(low), "ci_high": float(high)})
+    return pd.DataFrame(rows)
+
+
+def improvement_table(matrices: Dict[str, np.ndarray], against: str, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """P(variant > `against`) with its stratified-bootstrap 95% CI, for every other variant."""
+    rows = []
+    for variant, matrix in matrices.items():
+        if variant != against:
+            point, low, high = stats.interval_estimate(stats.probability_of_improvement, matrix, matrices[against],
+                                                       reps=reps, seed=seed)
+            rows.append({"variant": variant, "against": against, "probability": float(point),
+                         "ci_low": float(low), "ci_high": float(high)})
+    return pd.DataFrame(rows)
+
+
+def performance_profiles(matrices: Dict[str, np.ndarray], taus, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Score distributions (fraction of runs above tau) with stratified-bootstrap 95% bands."""
+    rows = []
+    for variant, matrix in matrices.items():
+        point, low, high = stats.interval_estimate(lambda m: stats.score_distribution(m, taus), matrix, reps=reps, seed=seed)
+        rows += [{"variant": variant, "tau": float(t), "fraction": float(p), "ci_low": float(lo), "ci_high": float(hi)}
+                 for t, p, lo, hi in zip(taus, point, low, high)]
+    return pd.DataFrame(rows)
+
+
+def learning_curves(evals: pd.DataFrame, metric: str = "undiscounted_return") -> pd.DataFrame:
+    """Mean and 95% CI over seeds of `metric` per (variant, dataset, step)."""
+    return aggregate(evals, metric, by=["variant", "dataset", "step"])
+
+
+def overestimation_curves(evals: pd.DataFrame) -> pd.DataFrame:
+    """Q(s0, pi(s0)) against the true discounted return from s0, over training: mean and 95% CI over seeds of
+    both (the driver's evaluation logs them as q_estimate_initial and true_discounted_initial)."""
+    by = ["variant", "dataset", "step"]
+    estimate = aggregate(evals, "q_estimate_initial", by=by)
+    truth = aggregate(evals, "true_discounted_initial", by=by)
+    return estimate.merge(truth, on=by, suffixes=("_q", "_true"))
+
+
+def score_table(scores: pd.DataFrame, column: str = "score", with_ci: bool = False) -> pd.DataFrame:
+    """Variant x dataset: the mean of `column` over seeds, or "mean ± 95% CI" strings with `with_ci`."""
+    table = aggregate(scores, column, by=["variant", "dataset"])
+    means = table.pivot(index="variant", columns="dataset", values="mean")
+    if not with_ci:
+        return means
+    ci = table.pivot(index="variant", columns="dataset", values="ci95")
+    return pd.DataFrame({d: [f"{m:.1f} ± {c:.1f}" for m, c in zip(means[d], ci[d])] for d in means},
+                        index=means.index)
+
+
+def ope_score_table(report: Dict) -> pd.DataFrame:
+    """One row per OPE estimator: its scores against the truth and the true value of what it selects
+    (ope_report.json's "estimators")."""
+    rows = []
+    for name, entry in report["estimators"].items():
+        selection = entry.get("selection", {})
+        rows.append({"estimator": name, **entry.get("scores", {}),
+                     "picked": selection.get("by_estimate"), "true_value_of_pick": selection.get("true_value_by_estimate"),
+                     "best_true_value": selection.get("best_true_value")})
+    return pd.DataFrame(rows).set_index("estimator")

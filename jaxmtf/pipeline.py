@@ -1,6 +1,6 @@
 """What the launchers run, importable from a notebook: load a dataset, train from a config, search
 the static weights. (The demo, which strings these together, is jaxmtf/demo.py.)"""
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import jax
 from absl import logging
@@ -32,15 +32,15 @@ def load_dataset(spec: str) -> Dataset:
     return dataset_lib.load(spec)
 
 
-def train_from_config(config, workdir: str) -> Dict[str, Any]:
+def train_from_config(config, workdir: str, stop_after: Optional[int] = None) -> Dict[str, Any]:
     """Loads `config.dataset` and trains on it in `workdir` (resuming if possible); the config is checked
-    before the dataset is loaded."""
+    before the dataset is loaded. `stop_after`: see `training.train`."""
     validate_config(config)
     if not config.get("dataset"):
         raise ConfigError("config field 'dataset': got '', expected a path (give --config.dataset=PATH)")
     dataset = load_dataset(config.dataset)
     logging.info("dataset %s: %d transitions, obs %d, act %d", config.dataset, dataset.size, dataset.obs_dim, dataset.act_dim)
-    return training.train(config, dataset, workdir, eval_fn=simulator_eval_fn(config))
+    return training.train(config, dataset, workdir, eval_fn=simulator_eval_fn(config), stop_after=stop_after)
 
 
 def dataset_simulator(spec: str):
@@ -58,7 +58,7 @@ def ope_from_config(config, workdir: str) -> Dict[str, Any]:
 
     validate_ope_config(config)  # before the dataset is read
     if not config.get("dataset"):
-        raise ValueError("config field 'dataset': empty; give --config.dataset=PATH")
+        raise ConfigError("config field 'dataset': got '', expected a path (give --config.dataset=PATH)")
     dataset = load_dataset(config.dataset)
     env_params = dataset_simulator(config.dataset)
     if env_params is None:
