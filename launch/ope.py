@@ -5,24 +5,25 @@
 
 Writes ope.jsonl, ope_report.json and the FQE run directory fqe/ into --workdir.
 """
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import app, logging
 
 from jaxmtf import pipeline
-from launch import logs
+from jaxmtf.ope.episodes import OPEDataError
+from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "OPE config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (the FQE run inside it resumes).")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG, _WORKDIR = common.define_config_and_workdir("OPE config file.", "Output directory (the FQE run inside it resumes).")
+
+
+def evaluate() -> None:
+    result = pipeline.ope_from_config(_CONFIG.value, _WORKDIR.value)
+    for name, entry in result["report"]["estimators"].items():
+        logging.info("%s: picks %s (by estimate), %s (by lower bound)", name,
+                     entry["selection"]["by_estimate"], entry["selection"]["by_lower_bound"])
 
 
 def main(argv):
     del argv
-    logs.quiet_orbax_logs()
-    result = pipeline.ope_from_config(_CONFIG.value, _WORKDIR.value)
-    for name, entry in result["report"]["estimators"].items():
-        logging.info("%s: picks %s (by estimate), %s (by lower bound)", name,
-                         entry["selection"]["by_estimate"], entry["selection"]["by_lower_bound"])
+    common.run_job(evaluate, refusals=(OPEDataError,))
 
 
 if __name__ == "__main__":

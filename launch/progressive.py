@@ -6,26 +6,27 @@
 Re-running the same command on the same workdir resumes where it stopped
 (mid-round included). The run directory: see jaxmtf/progressive.py.
 """
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import app, logging
 
 from jaxmtf import progressive
-from launch import logs
+from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Progressive training config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created, or resumed if it exists).")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG, _WORKDIR = common.define_config_and_workdir("Progressive training config file.",
+                                                     "Run directory (created, or resumed if it exists).")
 
 
-def main(argv):
-    del argv
-    logs.quiet_orbax_logs()
+def run() -> None:
     result = progressive.run_progressive(_CONFIG.value, _WORKDIR.value)
     for record in result["rounds"]:
         logging.info("round %d: trained mean return %.2f, collecting %.2f", record["round"],
                      sum(record["trained"]["undiscounted_return"]) / len(record["seeds"]),
                      sum(record["collecting"]["undiscounted_return"]) / len(record["seeds"]))
     logging.info("finished; run directory %s", _WORKDIR.value)
+
+
+def main(argv):
+    del argv
+    common.run_job(run)
 
 
 if __name__ == "__main__":
