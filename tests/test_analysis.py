@@ -1,17 +1,11 @@
-"""jaxmtf.analysis reads run directories; the analysis notebook runs on one."""
-import os
-
-import nbformat
+"""jaxmtf.analysis reads run directories (the study notebooks: tests/test_notebooks.py)."""
 import numpy as np
 import pytest
 from conftest import small_config
-from nbclient import NotebookClient
 
 from jaxmtf import analysis, pipeline
 from jaxmtf.data import collect
 from launch.configs.collect import base
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +41,3 @@ def test_load_and_aggregate_over_seeds(run_dir):
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a jaxmtf run directory"):
         analysis.load_run(str(tmp_path))
-
-
-def test_analysis_notebook_executes(run_dir, tmp_path, monkeypatch):
-    notebook = nbformat.read(os.path.join(ROOT, "notebooks", "analysis.ipynb"), as_version=4)
-    monkeypatch.setenv("JAXMTF_RUNS", run_dir)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    assert (tmp_path / "training_curves.png").exists()
-    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "8 metric rows, 8 evaluation rows" in printed
-    assert "overestimation" in printed and "ci95" in printed  # the final ground-truth table

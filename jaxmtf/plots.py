@@ -1,0 +1,124 @@
+"""The notebooks' figures, from jaxmtf.analysis frames (matplotlib only; every function draws on given axes).
+
+    fig, ax = plt.subplots(); plots.intervals(ax, analysis.interval_table(matrices), "IQM")
+"""
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def intervals(ax, table: pd.DataFrame, aggregate: str, xlabel: str = "normalised score"):
+    """One aggregate's point estimate and CI per variant, as horizontal bars (rliable's interval plot)."""
+    rows = table[table["aggregate"] == aggregate].sort_values("estimate")
+    y = np.arange(len(rows))
+    ax.hlines(y, rows["ci_low"], rows["ci_high"], linewidth=6, alpha=0.5)
+    ax.plot(rows["estimate"], y, "k|", markersize=14)
+    ax.set_yticks(y, rows["variant"])
+    ax.set_title(aggregate)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def heatmap(ax, frame: pd.DataFrame, fmt: str = "{:.0f}", cmap: str = "RdYlGn", center: Optional[float] = None):
+    """A labelled heat map of a rows x columns frame, each cell printed (NaN cells left blank)."""
+    values = frame.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    if center is not None:
+        span = max(abs(low - center), abs(high - center)) or 1.0
+        low, high = center - span, center + span
+    image = ax.imshow(values, cmap=cmap, vmin=low, vmax=high, aspect="auto")
+    ax.set_xticks(np.arange(frame.shape[1]), frame.columns, rotation=30, ha="right")
+    ax.set_yticks(np.arange(frame.shape[0]), frame.index)
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=8)
+    return image
+
+
+def curves(ax, table: pd.DataFrame, group: str, label_prefix: str = "", mean="mean", band="ci95", **style):
+    """One line per value of `group` over `step`, with its CI band (mean +- half-width columns)."""
+    for name, rows in table.groupby(group, sort=True):
+        rows = rows.sort_values("step")
+        (line,) = ax.plot(rows["step"], rows[mean], label=f"{label_prefix}{name}", **style)
+        ax.fill_between(rows["step"], rows[mean] - rows[band], rows[mean] + rows[band], color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("update")
+    ax.grid(alpha=0.3)
+
+
+def profiles(ax, table: pd.DataFrame):
+    """Performance profiles (fraction of runs above tau) with their bootstrap bands."""
+    for variant, rows in table.groupby("variant", sort=False):
+        (line,) = ax.plot(rows["tau"], rows["fraction"], label=variant)
+        ax.fill_between(rows["tau"], rows["ci_low"], rows["ci_high"], color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("normalised score tau")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.grid(alpha=0.3)
+
+
+def estimate_vs_truth(ax, rows: pd.DataFrame, estimate: str = "estimate", truth: str = "true_value",
+                      group: str = "estimator"):
+    """OPE scatter: estimated against true value, one colour per `group`, with the diagonal."""
+    for name, sub in rows.groupby(group, sort=True):
+        ax.scatter(sub[truth], sub[estimate], s=14, label=name, alpha=0.8)
+    both = np.concatenate([rows[truth].to_numpy(float), rows[estimate].to_numpy(float)])
+    both = both[np.isfinite(both)]
+    if both.size:
+        lo, hi = both.min(), both.max()
+        ax.plot([lo, hi], [lo, hi], "k--", linewidth=1, label="estimate = truth")
+    ax.set_xlabel("true value (simulator)")
+    ax.set_ylabel("estimate")
+    ax.grid(alpha=0.3)
+
+
+def bars(ax, labels: Sequence[str], means: Sequence[float], halfwidths: Sequence[Optional[float]], xlabel: str):
+    """Horizontal bars with 95% CI whiskers (a None half-width draws no whisker)."""
+    y = np.arange(len(labels))
+    errors = [0.0 if h is None else h for h in halfwidths]
+    ax.barh(y, means, xerr=errors, alpha=0.7, capsize=3)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def facet_curves(table: pd.DataFrame, facet: str, group: str, ylabel: str, width: float = 4.5):
+    """One panel per value of `facet` (e.g. dataset), one line with its CI band per `group` (e.g. variant)."""
+    import matplotlib.pyplot as plt
+
+    names = sorted(table[facet].unique())
+    fig, axes = plt.subplots(1, len(names), figsize=(width * len(names), 3.5), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], names):
+        curves(ax, table[table[facet] == name], group)
+        ax.set_title(f"{facet} = {name}")
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def overestimation_grid(table: pd.DataFrame, size: float = 2.6):
+    """Rows: datasets; columns: variants; in each panel Q(s0, pi(s0)) and the true discounted return from s0
+    over training, each with its CI band over seeds (symlog axis: a diverging critic spans decades)."""
+    import matplotlib.pyplot as plt
+
+    datasets, variants = sorted(table["dataset"].unique()), sorted(table["variant"].unique())
+    fig, axes = plt.subplots(len(datasets), len(variants), figsize=(size * len(variants), size * len(datasets)),
+                             squeeze=False, sharex=True)
+    for i, dataset in enumerate(datasets):
+        for j, variant in enumerate(variants):
+            ax = axes[i][j]
+            rows = table[(table["dataset"] == dataset) & (table["variant"] == variant)].sort_values("step")
+            for kind, label in (("q", "Q estimate"), ("true", "true return")):
+                (line,) = ax.plot(rows["step"], rows[f"mean_{kind}"], label=label)
+                ax.fill_between(rows["step"], rows[f"mean_{kind}"] - rows[f"ci95_{kind}"],
+                                rows[f"mean_{kind}"] + rows[f"ci95_{kind}"], color=line.get_color(), alpha=0.2)
+            ax.set_yscale("symlog", linthresh=100.0)
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(variant, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(dataset)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
