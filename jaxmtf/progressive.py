@@ -261,9 +261,14 @@ def restore_final(config, datasets: List[List[Dataset]], workdir: str) -> Tuple[
     sizes = [sum(d.size for d in ds) for ds in datasets]
     seeds = seeds_of(config)
     meta = _meta(config, obs_dim, act_dim, sizes)
+    # The restore needs only the state's shapes, dtypes and placement (the default device, where an
+    # eagerly built initial state would lie): abstract values, so nothing is run or compiled for them.
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                        jax.eval_shape(lambda: training.init_run_state(raw_agent, seeds, 1)))
     checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
-        restored = checkpointer.restore_latest(training.init_run_state(raw_agent, seeds, 1), meta)
+        restored = checkpointer.restore_latest(like, meta)
     finally:
         checkpointer.close()
     if restored is None or restored[0] != int(config.num_updates):

@@ -1,10 +1,35 @@
-"""Shared test helpers: small configs of every algorithm and tiny datasets."""
+"""Shared test helpers: small configs of every algorithm and tiny datasets; a compilation cache."""
 import importlib
+import shutil
+import tempfile
 
+import jax
 import pytest
 
-from jaxmtf.agents import ALGORITHMS
-from jaxmtf.data import one_step_dataset
+# A persistent XLA compilation cache for this pytest process (each xdist worker has its own).
+#
+# Most of the suite's time is XLA compiling on the CPU, and many tests build
+# the very same programs: the same small agent's init and chunk, a resumed
+# run's chunk, a second call's evaluator. jit's in-memory cache misses them
+# (each call makes new closures), but their HLO is identical, so this cache
+# hands back the executable that the first compilation produced: the same
+# binary, so every result is bit-for-bit what a fresh compilation gives.
+# The directory is new for every session and deleted at its end (nothing
+# carries over from one run to the next); set through jax.config, not the
+# environment, so the subprocesses that tests launch compile for themselves
+# (two of them at once would race on one directory without a file lock).
+# Set before anything imports jaxmtf: jax decides once, at its first
+# compilation (jaxmtf's module-level arrays), whether the cache is on.
+_XLA_CACHE_DIR = tempfile.mkdtemp(prefix="jaxmtf-xla-cache-")
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE_DIR)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)  # default 1 s: also the mid-sized ones
+
+from jaxmtf.agents import ALGORITHMS  # noqa: E402
+from jaxmtf.data import one_step_dataset  # noqa: E402
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_XLA_CACHE_DIR, ignore_errors=True)
 
 
 def small_config(algo: str, hidden=(32, 32), **driver_overrides):

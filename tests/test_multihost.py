@@ -58,8 +58,11 @@ def test_two_processes_equal_one(tmp_path):
 
     # One process resumes the two-process checkpoint (the seeds' shards of both processes),
     # and a separate single process runs the same config from scratch: the logs agree.
+    # These two run one after the other and compile the same single-process programs: the second
+    # reads the first's executables from a compilation cache of their own (the very same binaries).
+    env = {**ENV, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla_cache")}
     for command in (_train(two, 400), _train(one, 400)):
-        done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         _check(done.returncode, done.stderr)
     combined = rundir.read_run_records(two, "metrics.jsonl")
     single = rundir.read_run_records(one, "metrics.jsonl")

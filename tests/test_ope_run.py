@@ -43,10 +43,13 @@ def tiny_ope_config(logged, policies):
     return config
 
 
+def five_policies(logged):
+    """5 policies in 3 groups (one compiled program each): the run's 2 checkpoints, 2 fixed vectors, a named one."""
+    return f"{logged['run']}@10,{logged['run']},{logged['static']},baseline,noisy_switch"
+
+
 def test_ope_rows_report_and_resume(logged):
-    # 5 policies in 3 groups (one compiled program each): the run's 2 checkpoints, 2 fixed vectors, a named one.
-    policies = f"{logged['run']}@10,{logged['run']},{logged['static']},baseline,noisy_switch"
-    config = tiny_ope_config(logged, policies)
+    config = tiny_ope_config(logged, five_policies(logged))
     workdir = str(logged["root"] / "ope")
     result = pipeline.ope_from_config(config, workdir)
     rows = [json.loads(line) for line in open(os.path.join(workdir, "ope.jsonl"))]
@@ -86,7 +89,9 @@ def test_a_dataset_without_densities_gets_fqe_only(logged, tmp_path):
     dataset = dataset_lib.load(logged["dataset"])
     provenance = dataset_lib.read_sidecar(logged["dataset"])["provenance"]
     path = dataset_lib.save(str(tmp_path / "no_density.npz"), dataset.replace(behaviour_log_prob=None), provenance)
-    config = tiny_ope_config(logged, "baseline,random")
+    # The same policies as the test above (stochastic and deterministic ones): the same shapes, so the
+    # target, FQE and truth programs are the ones it compiled (the compilation cache's, see conftest).
+    config = tiny_ope_config(logged, five_policies(logged))
     config.dataset = path
     result = pipeline.ope_from_config(config, str(tmp_path / "ope"))
     assert {r["estimator"] for r in result["rows"]} == {"fqe"}
