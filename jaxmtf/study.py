@@ -102,3 +102,34 @@ def mtf_methods(scale_name: str) -> Dict[str, Any]:
     if scale_name == "full":
         return rundir.read_json(MTF_RESULTS)
     return mtf_comparison.compare(os.path.join(study_dir(scale_name), "mtf_comparison"), mtf_comparison.SMALL_SIZES)
+
+
+def markdown_summary(workdir: str) -> str:
+    """benchmarks/README.md's study tables: normalised scores per cell, the aggregates with their CIs,
+    the final overestimation, and each cell's wall time and throughput."""
+    result = study_scores(workdir)
+    scores = analysis.score_table(result["scores"], with_ci=True)
+    intervals = analysis.interval_table(result["matrices"])
+    intervals["cell"] = [f"{e:.1f} [{lo:.1f}, {hi:.1f}]" for e, lo, hi in
+                         zip(intervals["estimate"], intervals["ci_low"], intervals["ci_high"])]
+    aggregates = intervals.pivot(index="variant", columns="aggregate", values="cell")
+    over = analysis.aggregate(analysis.final(result["eval"]), "overestimation", by=["variant", "dataset"])
+    over = over.pivot(index="variant", columns="dataset", values="mean").round(1)
+    cells = result["index"][["cell", "seconds", "updates_per_second", "diverged_runs"]].set_index("cell")
+    return "\n\n".join([
+        "Normalised true return (mean ± 95% CI over seeds):\n\n" + markdown_table(scores),
+        "Aggregates over datasets (stratified bootstrap 95% CIs):\n\n" + markdown_table(aggregates),
+        "Q(s0, pi(s0)) minus the true discounted return at the last evaluation:\n\n" + markdown_table(over),
+        "Cells (wall seconds, updates/s over all runs of the cell, runs diverged):\n\n" + markdown_table(cells),
+    ])
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A frame as a markdown table, its index as the first column (pandas' to_markdown needs tabulate)."""
+    def text(value):
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+    header = [frame.index.name or ""] + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join([str(i)] + [text(v) for v in row]) + " |" for i, row in zip(frame.index, frame.to_numpy())]
+    return "\n".join(lines)

@@ -10,7 +10,10 @@ config, and is a no-op once finished. WORKDIR/sweep.json is the index:
 every cell's algorithm, dataset, path, status and timing, rewritten
 atomically at each change, so a notebook can read a sweep that is still
 running and a killed sweep loses nothing but the unsaved chunk of its
-current cell.
+current cell. Statuses: pending, running, done, unfinished (stopped with a
+checkpoint: pre-empted, or `stop_after`), failed (a refused input, with its
+message). A cell left "running" in an index whose run.lock nobody holds was
+killed (SIGKILL, or a signal before its first chunk); the next call resumes it.
 
     python -m launch.sweep --config=launch/configs/sweeps/batchrl_study.py --workdir=runs/study
 """
