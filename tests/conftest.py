@@ -4,7 +4,7 @@ import importlib
 import pytest
 
 from jaxmtf.agents import ALGORITHMS
-from jaxmtf.data import one_step_dataset
+from jaxmtf.data import discrete_one_step_dataset, one_step_dataset
 
 
 def small_config(algo: str, hidden=(32, 32), **driver_overrides):
@@ -36,3 +36,8 @@ def registered_algorithms():
 @pytest.fixture(scope="session")
 def tiny_dataset():
     return one_step_dataset(num_transitions=256, obs_dim=3, act_dim=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_discrete_dataset():
+    return discrete_one_step_dataset(num_transitions=256, obs_dim=3, num_actions=4, seed=0)

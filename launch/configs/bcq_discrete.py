@@ -13,7 +13,7 @@ def get_config():
     config.algo = "bcq_discrete"
     config.batch_size = 32  # d3rlpy's mini-batch
     agent = config.agent = ml_collections.ConfigDict()
-    agent.hidden_dims = (256, 256)  # Q-network MLP widths, then a Linear head per action
+    agent.critic_hidden_dims = (256, 256)  # Q-network MLP widths, then a Linear head per action
     agent.imitator_hidden_dims = (256, 256)  # behaviour model G(a|s) MLP widths, logits per action
     agent.num_critics = 1  # Q ensemble size
     agent.learning_rate = 6.25e-5  # Adam learning rate of the critic and the imitator (one optimiser)

@@ -15,7 +15,7 @@ def get_config():
     config.algo = "cql_dqn"
     config.batch_size = 32  # d3rlpy's mini-batch
     agent = config.agent = ml_collections.ConfigDict()
-    agent.hidden_dims = (256, 256)  # Q-network MLP widths, then a Linear head per action
+    agent.critic_hidden_dims = (256, 256)  # Q-network MLP widths, then a Linear head per action
     agent.num_critics = 1  # Q ensemble size; each critic gets its own penalty
     agent.learning_rate = 6.25e-5  # Adam learning rate
     agent.target_update_interval = 8_000  # updates between hard copies of Q into the target network
