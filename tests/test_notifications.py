@@ -42,7 +42,7 @@ def test_notifications_stop_working_once_disabled():
 
 
 @pytest.mark.parametrize("policy, params", [
-    (NP.epsilon_greedy_policy(5), {"rule": NP.default_rule_params(), "epsilon": jnp.float32(0.3)}),
+    (NP.epsilon_greedy_policy(5), {"base": NP.default_rule_params(), "epsilon": jnp.float32(0.3)}),
     (NP.softmax_policy(5), {"rule": NP.default_rule_params(), "temperature": jnp.float32(1.0)}),
     (NP.uniform_policy(5), None),
 ])

@@ -120,7 +120,7 @@ def notification_behaviour(config, env_params) -> Tuple[policies.Policy, Any, Di
     if name == "random":
         return notification_policies.uniform_policy(n), None, {"behaviour": f"uniform over {n} counts"}
     if name == "epsilon_greedy":
-        params = {"rule": rule, "epsilon": jnp.float32(config.epsilon)}
+        params = {"base": rule, "epsilon": jnp.float32(config.epsilon)}
         return notification_policies.epsilon_greedy_policy(n), params, {"behaviour": f"epsilon-greedy rule, epsilon {config.epsilon}"}
     if name == "softmax":
         params = {"rule": rule, "temperature": jnp.float32(config.temperature)}

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmtf.sim import notifications as sim_notif
-from jaxmtf.sim.policies import Policy, _nan_log_prob
+from jaxmtf.sim.policies import Policy, _nan_log_prob, epsilon_greedy
 
 Array = jax.Array
 
@@ -47,20 +47,9 @@ def static_policy() -> Policy:
 def epsilon_greedy_policy(num_actions: int) -> Policy:
     """The rule with probability 1 - epsilon, else uniform: pi(a|s) = (1 - eps) [a = rule(s)] + eps / n.
 
-    params = dict(rule=default_rule_params(), epsilon=scalar).
+    params = dict(base=default_rule_params(), epsilon=scalar).
     """
-
-    def probs(params, obs):
-        greedy = jax.nn.one_hot(rule_action(params["rule"], obs), num_actions)
-        return (1.0 - params["epsilon"]) * greedy + params["epsilon"] / num_actions
-
-    def apply(params, obs, key):
-        return jax.random.categorical(key, jnp.log(probs(params, obs))).astype(jnp.int32)
-
-    def log_prob(params, obs, action):
-        return jnp.log(probs(params, obs)[action])
-
-    return Policy(apply, log_prob)
+    return epsilon_greedy(rule_policy(), num_actions)
 
 
 def softmax_policy(num_actions: int) -> Policy:
