@@ -181,3 +181,52 @@ def test_cql_dqn_learns_the_optimal_discrete_policy():
     accuracy = np.mean(np.asarray(agent.act(one, jnp.asarray(obs), None)) == optimal_discrete_action(obs, 3))
     assert accuracy > 0.9, accuracy
     assert float(metrics["cql_penalty"][0, 0]) > 0.0  # the penalty is active (logsumexp > data Q)
+
+
+# ----------------------------------------------------------------- OPE on discrete actions
+
+
+def _greedy_group(num_actions=3, obs_dim=4):
+    from jaxmtf.ope import targets
+    from jaxmtf.sim.policies import Policy, _nan_log_prob
+
+    w = jnp.asarray(np.random.default_rng(20_011).normal(size=(obs_dim, num_actions)), jnp.float32)  # a*(s)'s W
+    greedy = Policy(lambda p, o, k: jnp.argmax(o @ w).astype(jnp.int32), _nan_log_prob)
+    return targets.PolicyGroup([{"policy": "greedy"}], greedy, jnp.zeros((1,)), False)
+
+
+def test_importance_sampling_of_a_greedy_discrete_target():
+    """IS with epsilon-greedy probabilities: pi(a|s) = 0.9 + 0.1/3 for a*(s), 0.1/3 otherwise; uniform behaviour.
+    The one-step task pays 1 for a*(s), so the smoothed target's true value is 0.9 + 0.1 / 3."""
+    from jaxmtf.ope import importance, targets
+    from jaxmtf.ope.episodes import episodes_from_dataset, gather
+
+    dataset = data.discrete_one_step_dataset(num_transitions=4096, obs_dim=4, num_actions=3, seed=3)
+    lp = targets.target_log_prob(_greedy_group(), dataset.observations, dataset.actions, 0.2, num_actions=3,
+                                 target_epsilon=0.1)[0]
+    hit = dataset.actions == optimal_discrete_action(dataset.observations, 3)
+    np.testing.assert_allclose(np.asarray(lp), np.where(hit, np.log(0.9 + 0.1 / 3), np.log(0.1 / 3)), rtol=1e-5)
+    episodes = episodes_from_dataset(dataset)
+    log_w = importance.log_cumulative_weights(importance.log_ratios(episodes, gather(episodes, lp)))
+    estimates = importance.estimate_all(episodes, log_w, 0.99, jnp.ones((episodes.num_episodes,)))
+    for name in ("tis", "wis"):
+        assert abs(float(estimates[name]) - (0.9 + 0.1 / 3)) < 0.05, (name, estimates[name])
+
+
+def test_discrete_fqe_reads_its_head_at_the_targets_actions():
+    """y_t = r_t + gamma Q'(s_t, a_t) with Q' the discrete head at the target's integer action."""
+    import ml_collections
+
+    from jaxmtf.ope import fqe as fqe_lib
+
+    config = ml_collections.ConfigDict(dict(hidden_dims=(8,), num_critics=1, learning_rate=1e-3,
+                                            target_update_interval=1))
+    fqe = fqe_lib.make_fqe(config, 2, 3, num_actions=3)
+    state = fqe.init(jax.random.PRNGKey(0))
+    dataset = data.from_arrays(_discrete_arrays(), num_actions=3)
+    batch = jax.tree.map(lambda x: x[:4], fqe_lib.fqe_data(dataset))
+    next_actions = jnp.array([[0], [2], [1], [2]])  # one draw (a greedy target) per next state
+    y = fqe_lib.fqe_target(lambda o, a: fqe.q_values(state, o, a), batch, next_actions, 0.5)
+    q_t = fqe.q_values(state, batch.next_observations, next_actions[:, 0])[0]
+    np.testing.assert_allclose(y, batch.rewards + 0.5 * (1.0 - batch.terminals) * q_t, rtol=1e-6)
+    assert fqe.q_values(state, batch.observations, batch.actions).shape == (1, 4)
