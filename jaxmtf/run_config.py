@@ -103,7 +103,8 @@ def check_action_space(config, dataset) -> None:
     discrete = agents.is_discrete(config.algo)
     if discrete != dataset.is_discrete:
         kind = "discrete (integer) actions" if dataset.is_discrete else "continuous actions"
-        want = "a continuous agent (td3, bcq, cql, ...)" if dataset.is_discrete else "a discrete agent (dqn, double_dqn, cql_dqn, bcq_discrete)"
+        want = ("a discrete agent (dqn, double_dqn, cql_dqn, bcq_discrete)" if dataset.is_discrete
+                else "a continuous agent (td3, bcq, cql, ...)")
         raise ConfigError(f"config field 'algo': got {config.algo!r}, which is "
                           f"{'discrete' if discrete else 'continuous'}, but the dataset has {kind}; expected {want}")
 

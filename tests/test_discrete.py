@@ -71,6 +71,8 @@ def test_discrete_round_trip_and_a_sidecar_without_num_actions(tmp_path):
 
 def test_agent_and_dataset_action_spaces_must_match(tiny_dataset, tiny_discrete_dataset):
     with pytest.raises(ConfigError, match="config field 'algo': got 'cql_dqn', which is discrete, but the dataset has continuous"):
+        check_action_space(small_config("cql_dqn"), tiny_dataset)  # ... and it names what would fit
+    with pytest.raises(ConfigError, match="expected a continuous agent"):
         check_action_space(small_config("cql_dqn"), tiny_dataset)
     with pytest.raises(ConfigError, match="got 'td3', which is continuous, but the dataset has discrete"):
         check_action_space(small_config("td3"), tiny_discrete_dataset)
