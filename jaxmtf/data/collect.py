@@ -46,10 +46,10 @@ from jaxmtf.types import Dataset
 
 PIPELINES = (
     "random", "baseline", "expert", "noisy_expert", "mixed", "exploration_box",
-    "final_buffer", "concurrent", "imitation", "epsilon_greedy", "softmax",
-)
+    "final_buffer", "concurrent", "imitation",
+)  # the MTF simulator's
 _ONLINE_PIPELINES = ("final_buffer", "concurrent", "imitation")
-NOTIFICATION_PIPELINES = ("random", "epsilon_greedy", "softmax")
+NOTIFICATION_PIPELINES = ("random", "epsilon_greedy", "softmax")  # the notification simulator's
 
 
 # ----------------------------------------------------------------- simulator parameters in JSON
@@ -202,19 +202,18 @@ def _agent_config(algo: str):
 
 def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
     """Runs `config.pipeline`; returns the dataset and its provenance (the sidecar's)."""
-    if config.pipeline not in PIPELINES:
-        raise ValueError(f"config field 'pipeline': unknown pipeline {config.pipeline!r} (known: {', '.join(PIPELINES)})")
+    env = envs.named(config.get("simulator", "mtf"))
+    known = NOTIFICATION_PIPELINES if env.name == "notifications" else PIPELINES
+    if config.pipeline not in known:
+        raise ValueError(f"config field 'pipeline': got {config.pipeline!r}, expected one of {', '.join(known)} "
+                         f"with simulator {env.name!r}")
     env_params = env_params_from_config(config)
     key = jax.random.PRNGKey(config.seed)
     k_behaviour, k_collect, k_value = jax.random.split(key, 3)
-    env = envs.of(env_params)
     provenance = {"pipeline": config.pipeline, "seed": int(config.seed), "simulator": env.name,
                   "env_params": env_params_to_dict(env_params)}
     eval_discount = float(config.eval_discount)
 
-    if env.name != "mtf" and config.pipeline in _ONLINE_PIPELINES:
-        raise ValueError(f"config field 'pipeline': got {config.pipeline!r}, expected one of "
-                         f"{', '.join(NOTIFICATION_PIPELINES)} with simulator {env.name!r} (online agents are continuous)")
     if config.pipeline in _ONLINE_PIPELINES:
         run = train_online(config, env_params, k_behaviour)
         greedy = evaluation.agent_policy_fn(run["agent"])
