@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxmtf import schema
 from jaxmtf.agents import common
-from jaxmtf.sim import env as sim_env
+from jaxmtf.sim import envs
 from jaxmtf.sim.rollout import Trajectory, returns, rollout
 from jaxmtf.stats import ci95_halfwidth
 
@@ -41,12 +41,15 @@ def check_eval_inputs(num_users, discount) -> None:
             raise EvaluationError(f"evaluation argument '{name}': got {value!r}, expected {spec.expected}")
 
 
-def check_policy(env_params: sim_env.EnvParams, policy_fn, policy_params) -> None:
-    """policy_fn(params, obs [obs_dim], key) -> action [act_dim] floats, checked by tracing its shapes only."""
-    want = "a callable policy(params, obs [obs_dim], key) -> action [act_dim]"
+def check_policy(env_params, policy_fn, policy_params) -> None:
+    """policy_fn(params, obs [obs_dim], key) -> action [act_dim] floats (a discrete simulator: one integer),
+    checked by tracing its shapes only."""
+    env = envs.of(env_params)
+    discrete = env.num_actions(env_params) > 0
+    want = f"a callable policy(params, obs [obs_dim], key) -> {'an integer action' if discrete else 'action [act_dim]'}"
     if not callable(policy_fn):
         raise EvaluationError(f"evaluation argument 'policy_fn': got {policy_fn!r}, expected {want}")
-    obs = jax.ShapeDtypeStruct((sim_env.obs_dim(env_params),), jnp.float32)
+    obs = jax.ShapeDtypeStruct((env.obs_dim(env_params),), jnp.float32)
     try:
         # params closed over: any Python object a policy takes is fine; only shapes are traced.
         action = jax.eval_shape(lambda o, k: policy_fn(policy_params, o, k), obs, jax.random.PRNGKey(0))
@@ -55,8 +58,15 @@ def check_policy(env_params: sim_env.EnvParams, policy_fn, policy_params) -> Non
             f"evaluation argument 'policy_fn': got a policy that fails on one observation of shape {obs.shape} "
             f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}), expected {want}"
         ) from None
-    act_dim = sim_env.act_dim(env_params)
     shape, dtype = getattr(action, "shape", None), getattr(action, "dtype", None)
+    if discrete:
+        if shape != () or not jnp.issubdtype(dtype, jnp.integer):
+            raise EvaluationError(
+                f"evaluation argument 'policy_fn': got an action of shape {shape} and dtype {dtype}, expected "
+                f"one integer in [0, {env.num_actions(env_params)}) (the {env.name} simulator's discrete action)"
+            )
+        return
+    act_dim = env.act_dim(env_params)
     if shape != (act_dim,) or not jnp.issubdtype(dtype, jnp.floating):
         raise EvaluationError(
             f"evaluation argument 'policy_fn': got an action of shape {shape} and dtype {dtype}, expected "
@@ -64,7 +74,7 @@ def check_policy(env_params: sim_env.EnvParams, policy_fn, policy_params) -> Non
         )
 
 
-def _summarise(traj: Trajectory, per_user: Dict[str, jax.Array], env_params: sim_env.EnvParams) -> Dict[str, jax.Array]:
+def _summarise(traj: Trajectory, per_user: Dict[str, jax.Array], env_params) -> Dict[str, jax.Array]:
     """Means and 95% CI half-widths over users of one trajectory batch, from its per-user `returns`."""
     num_users = traj.rewards.shape[1]
     out = {}
@@ -74,8 +84,8 @@ def _summarise(traj: Trajectory, per_user: Dict[str, jax.Array], env_params: sim
         out[f"{name}_return_ci95" if name != "length" else "session_length_ci95"] = (
             ci95_halfwidth(jnp.std(x, ddof=1), num_users)
         )
-    # Per-task positive rate per item shown: responses / (valid steps x slate size).
-    items_shown = jnp.sum(traj.valid) * env_params.slate_size
+    # Per-task positive rate per item shown: responses / (valid steps x slate size; x 1 for a day's decision).
+    items_shown = jnp.sum(traj.valid) * envs.of(env_params).items_per_step(env_params)
     totals = jnp.sum(traj.task_responses, axis=(0, 1))
     for k, task in enumerate(env_params.task_names):
         out[f"rate_{task}"] = totals[k] / items_shown
@@ -84,7 +94,7 @@ def _summarise(traj: Trajectory, per_user: Dict[str, jax.Array], env_params: sim
 
 def evaluate_policy(
     key: jax.Array,
-    env_params: sim_env.EnvParams,
+    env_params,
     policy_fn: Callable,
     policy_params,
     num_users: int = 1024,
@@ -96,7 +106,7 @@ def evaluate_policy(
 
 def evaluate_policy_per_user(
     key: jax.Array,
-    env_params: sim_env.EnvParams,
+    env_params,
     policy_fn: Callable,
     policy_params,
     num_users: int = 1024,
@@ -126,7 +136,7 @@ def agent_policy_fn(agent: common.Agent) -> Callable:
 
 def make_agent_evaluator(
     agent: common.Agent,
-    env_params: sim_env.EnvParams,
+    env_params,
     num_users: int,
     discount: float,
     with_user_returns: bool = False,
@@ -160,7 +170,7 @@ def make_agent_evaluator(
     return jax.jit(evaluate)
 
 
-def make_eval_fn(env_params: sim_env.EnvParams, num_users: int, discount: float, seed: int = 12345) -> Callable:
+def make_eval_fn(env_params, num_users: int, discount: float, seed: int = 12345) -> Callable:
     """The training driver's hook: eval_fn(agent, agent_states, step) -> {metric: [S, H]}.
 
     The evaluation users are fixed by `seed` (the same users at every step,
@@ -178,7 +188,7 @@ def make_eval_fn(env_params: sim_env.EnvParams, num_users: int, discount: float,
     return eval_fn
 
 
-def make_policy_evaluator(env_params: sim_env.EnvParams, policy_fn: Callable, num_users: int, discount: float) -> Callable:
+def make_policy_evaluator(env_params, policy_fn: Callable, num_users: int, discount: float) -> Callable:
     """jit(evaluate)(key, policy_params) -> `evaluate_policy`'s summary as arrays; vmappable over params.
 
     For stacks of behaviour policies (progressive training scores every seed's

@@ -231,3 +231,30 @@ class VAE(nn.Module):
     def sample_raw(self, obs, key):
         """Pre-tanh decoder outputs at prior draws (what BEAR/UWAC's MMD compares)."""
         return self.decode_raw(obs, self.prior(obs, key))
+
+
+class DiscreteCritic(nn.Module):
+    """Q(s, .) = MLP(s): one value per discrete action, [..., num_actions] (d3rlpy's DiscreteMeanQFunction).
+
+    d3rlpy's default for vector states: the VectorEncoder's Dense-ReLU layers,
+    then a Linear to the actions, all torch nn.Linear (`torch_linear`).
+    """
+
+    hidden_dims: Sequence[int]
+    num_actions: int
+
+    @nn.compact
+    def __call__(self, obs) -> jax.Array:
+        return MLP(self.hidden_dims, self.num_actions)(obs)
+
+
+class EnsembleDiscreteCritic(DiscreteCritic):
+    """`num_critics` independent discrete critics in one module (`nn.vmap`): [num_critics, ..., num_actions]."""
+
+    num_critics: int = 1
+
+    @nn.compact
+    def __call__(self, obs) -> jax.Array:
+        ensemble = nn.vmap(DiscreteCritic, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None,
+                           out_axes=0, axis_size=self.num_critics)
+        return ensemble(self.hidden_dims, self.num_actions)(obs)

@@ -47,8 +47,7 @@ def dataset_simulator(spec: str):
     """The simulator parameters a dataset file's sidecar records, or None (synthetic, imported, or not recorded)."""
     if spec.startswith((SYNTHETIC_PREFIX, MINARI_PREFIX)):
         return None
-    provenance = dataset_lib.read_sidecar(spec)["provenance"]
-    return collect.env_params_from_dict(provenance["env_params"]) if "env_params" in provenance else None
+    return collect.simulator_of_provenance(dataset_lib.read_sidecar(spec)["provenance"])
 
 
 def ope_from_config(config, workdir: str) -> Dict[str, Any]:
@@ -74,11 +73,10 @@ def simulator_eval_fn(config):
     """
     if config.dataset.startswith((SYNTHETIC_PREFIX, MINARI_PREFIX)) or not config.get("eval_every"):
         return None
-    provenance = dataset_lib.read_sidecar(config.dataset)["provenance"]
-    if "env_params" not in provenance:
+    env_params = dataset_simulator(config.dataset)
+    if env_params is None:
         logging.info("dataset %s records no simulator: no ground-truth evaluation", config.dataset)
         return None
-    env_params = collect.env_params_from_dict(provenance["env_params"])
     return evaluation.make_eval_fn(env_params, int(config.eval_users), float(config.get("eval_discount", 0.99)))
 
 

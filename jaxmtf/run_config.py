@@ -98,6 +98,17 @@ def check_against_dataset(config, num_transitions: int) -> None:
         )
 
 
+def check_action_space(config, dataset) -> None:
+    """A discrete agent needs a dataset of discrete actions, and a continuous agent a continuous one."""
+    discrete = agents.is_discrete(config.algo)
+    if discrete != dataset.is_discrete:
+        kind = "discrete (integer) actions" if dataset.is_discrete else "continuous actions"
+        want = ("a discrete agent (dqn, double_dqn, cql_dqn, bcq_discrete)" if dataset.is_discrete
+                else "a continuous agent (td3, bcq, cql, ...)")
+        raise ConfigError(f"config field 'algo': got {config.algo!r}, which is "
+                          f"{'discrete' if discrete else 'continuous'}, but the dataset has {kind}; expected {want}")
+
+
 def seed_group_field(config):
     """config.seed_group_size checked: None (auto) or an int >= 0."""
     value = config.get("seed_group_size", None)

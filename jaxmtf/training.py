@@ -55,7 +55,7 @@ from jaxmtf import checkpoint as checkpoint_lib
 from jaxmtf import rundir, workdir_lock
 from jaxmtf.agents import common, make_agent
 from jaxmtf.data import dataset as dataset_lib
-from jaxmtf.run_config import ConfigError, check_against_dataset, hparam_grid, seed_group_field, validate_config
+from jaxmtf.run_config import ConfigError, check_action_space, check_against_dataset, hparam_grid, seed_group_field, validate_config
 from jaxmtf.types import Dataset, Transition
 
 
@@ -350,6 +350,7 @@ def set_up(config, dataset: Dataset, workdir: str) -> RunSetup:
     """
     validate_config(config)
     check_against_dataset(config, dataset.size)
+    check_action_space(config, dataset)
     data, stats = prepare_data(config, dataset)
     raw_agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
     agents.run_length_warnings(config)

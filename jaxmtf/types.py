@@ -1,7 +1,10 @@
 """Shared pytrees and type aliases.
 
 A `Dataset` is D4RL-shaped: one row per transition, every field has the
-transition axis first. It is a pytree, so it can be put on device whole and
+transition axis first. Actions are continuous fusion vectors [N, act_dim] in
+[-1, 1], or discrete choices [N] int32 in [0, num_actions) (the
+notification simulator's "how many today"); the dtype and `num_actions` say
+which, and the agent must match (run_config.check_action_space). It is a pytree, so it can be put on device whole and
 indexed inside a compiled program.
 """
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -26,7 +29,7 @@ class Transition:
     """One batch of transitions, as the agents' update steps see it."""
 
     observations: Array  # [B, obs_dim]
-    actions: Array  # [B, act_dim], in [-1, 1]
+    actions: Array  # [B, act_dim] floats in [-1, 1]; discrete datasets: [B] int32 in [0, num_actions)
     rewards: Array  # [B]
     next_observations: Array  # [B, obs_dim]
     terminals: Array  # [B], 1.0 where the episode ended (no bootstrap)
@@ -65,7 +68,7 @@ class Dataset:
     """
 
     observations: Array  # [N, obs_dim] float
-    actions: Array  # [N, act_dim] float in [-1, 1]
+    actions: Array  # [N, act_dim] float in [-1, 1]; discrete: [N] int32 in [0, num_actions)
     rewards: Array  # [N] float
     next_observations: Array  # [N, obs_dim] float
     terminals: Array  # [N] float, 0 or 1
@@ -74,6 +77,12 @@ class Dataset:
     behaviour_log_prob: Optional[Array] = None  # [N] float, log density of the logged action
     task_responses: Optional[Array] = None  # [N, K] float, raw per-task counts of the step
     task_names: Tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
+    # 0: continuous actions; n >= 2: discrete actions 0..n-1 (the sidecar records n).
+    num_actions: int = flax.struct.field(pytree_node=False, default=0)
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.num_actions > 0
 
     @property
     def size(self) -> int:
@@ -85,7 +94,8 @@ class Dataset:
 
     @property
     def act_dim(self) -> int:
-        return int(self.actions.shape[-1])
+        """The action width the agents are built with: num_actions for a discrete dataset (a Q head per action)."""
+        return self.num_actions if self.is_discrete else int(self.actions.shape[-1])
 
     def as_transitions(self, next_actions: bool = False) -> Transition:
         """The fields the agents train on; `next_actions` adds the logged next action (`logged_next_actions`)."""

@@ -25,7 +25,7 @@ jax.config.update("jax_compilation_cache_dir", _XLA_CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)  # default 1 s: also the mid-sized ones
 
 from jaxmtf.agents import ALGORITHMS  # noqa: E402
-from jaxmtf.data import one_step_dataset  # noqa: E402
+from jaxmtf.data import discrete_one_step_dataset, one_step_dataset  # noqa: E402
 
 
 def pytest_unconfigure(config):
@@ -61,3 +61,8 @@ def registered_algorithms():
 @pytest.fixture(scope="session")
 def tiny_dataset():
     return one_step_dataset(num_transitions=256, obs_dim=3, act_dim=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_discrete_dataset():
+    return discrete_one_step_dataset(num_transitions=256, obs_dim=3, num_actions=4, seed=0)

@@ -7,7 +7,7 @@ import pytest
 from conftest import registered_algorithms, small_config
 
 from jaxmtf import training
-from jaxmtf.agents import ALGORITHMS, make_agent, needs_next_actions
+from jaxmtf.agents import ALGORITHMS, is_discrete, make_agent, needs_next_actions
 
 # Sample counts cut for CI speed (the references' values are the configs' defaults).
 FAST = {
@@ -15,7 +15,13 @@ FAST = {
     "cql": {"policy_eval_start": 3},
     "uwac": {"num_dropout_samples": 4, "num_eval_actions": 4, "num_target_actions": 4, "warmup": 3},
     "integrated_rl": {"num_critics": 3},
+    "dqn": {"num_critics": 2, "target_update_interval": 4},  # an ensemble, and copies inside the 9 updates
+    "double_dqn": {"target_update_interval": 4},
+    "cql_dqn": {"num_critics": 2, "target_update_interval": 4},
+    "bcq_discrete": {"target_update_interval": 4},
 }
+# Updates that draw no randomness at all: the same batch gives the same step whatever the key.
+NOISELESS = ("ddpg", "dqn", "double_dqn", "cql_dqn", "bcq_discrete")
 
 
 def _config(algo):
@@ -29,9 +35,15 @@ def test_every_algorithm_is_tested():
     assert sorted(registered_algorithms()) == sorted(ALGORITHMS)
 
 
+def _data(algo, tiny_dataset, tiny_discrete_dataset):
+    """The tiny dataset of the algorithm's action space."""
+    return tiny_discrete_dataset if is_discrete(algo) else tiny_dataset
+
+
 @pytest.mark.parametrize("algo", sorted(ALGORITHMS))
-def test_agent_contract(algo, tiny_dataset):
+def test_agent_contract(algo, tiny_dataset, tiny_discrete_dataset):
     config = _config(algo)
+    tiny_dataset = _data(algo, tiny_dataset, tiny_discrete_dataset)
     agent = make_agent(config, tiny_dataset.obs_dim, tiny_dataset.act_dim)
     data = tiny_dataset.as_transitions(next_actions=needs_next_actions(config))
     hparams, _ = training.hparam_grid(agent.default_hparams, {})
@@ -69,15 +81,20 @@ def test_agent_contract(algo, tiny_dataset):
     one = jax.tree.map(lambda x: x[0, 0], state.agent.replace(step=None)).replace(step=state.agent.step)
     obs = jnp.asarray(tiny_dataset.observations[:5])
     action = jax.jit(agent.act)(one, obs, jax.random.PRNGKey(0))
-    assert action.shape == (5, tiny_dataset.act_dim)
-    assert np.all(np.abs(np.asarray(action)) <= 1.0)
+    if tiny_dataset.is_discrete:  # one integer action per row, in [0, num_actions)
+        assert action.shape == (5,) and jnp.issubdtype(action.dtype, jnp.integer)
+        assert np.all((np.asarray(action) >= 0) & (np.asarray(action) < tiny_dataset.num_actions))
+    else:
+        assert action.shape == (5, tiny_dataset.act_dim)
+        assert np.all(np.abs(np.asarray(action)) <= 1.0)
     np.testing.assert_array_equal(action, jax.jit(agent.act)(one, obs, jax.random.PRNGKey(0)))  # same key, same action
     q = agent.q_values(one, obs, action)
     assert q.shape == (config.agent.get("num_critics", 2), 5) and np.all(np.isfinite(np.asarray(q)))
 
 
 @pytest.mark.parametrize("algo", sorted(ALGORITHMS))
-def test_update_is_deterministic_given_the_key(algo, tiny_dataset):
+def test_update_is_deterministic_given_the_key(algo, tiny_dataset, tiny_discrete_dataset):
+    tiny_dataset = _data(algo, tiny_dataset, tiny_discrete_dataset)
     agent = make_agent(_config(algo), tiny_dataset.obs_dim, tiny_dataset.act_dim)
     state = agent.init(jax.random.PRNGKey(0))
     batch = jax.tree.map(lambda x: x[:16], tiny_dataset.as_transitions(next_actions=needs_next_actions(_config(algo))))
@@ -89,5 +106,5 @@ def test_update_is_deterministic_given_the_key(algo, tiny_dataset):
     leaves = lambda s: [np.asarray(x) for x in jax.tree.leaves(s)]
     for x, y in zip(leaves(a), leaves(b)):
         np.testing.assert_array_equal(x, y)
-    if algo not in ("ddpg",):  # DDPG's update uses no randomness at all
+    if algo not in NOISELESS:
         assert any(not np.array_equal(x, y) for x, y in zip(leaves(a), leaves(c)))

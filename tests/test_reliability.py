@@ -19,13 +19,14 @@ import pytest
 from conftest import small_config
 
 from jaxmtf import analysis, checkpoint, evaluation, pipeline, rundir, training, workdir_lock
-from jaxmtf.data import DatasetError, from_arrays, load, one_step_dataset, save
+from jaxmtf.data import DatasetError, discrete_one_step_dataset, from_arrays, load, one_step_dataset, save
 from jaxmtf.evaluation import EvaluationError
 from jaxmtf.run_config import ConfigError
 from jaxmtf.sim import env as sim_env
 from jaxmtf.types import to_numpy
 
 TINY = one_step_dataset(num_transitions=256, obs_dim=3, act_dim=2, seed=0)
+DISCRETE = discrete_one_step_dataset(num_transitions=64, obs_dim=3, num_actions=3, seed=0)
 # The run the run-directory cases resume (and the divergence test's clean twin): TD3+BC, 1 seed x 2 settings,
 # checkpoints at 10, 20, 30.
 BASE = dict(num_seeds=1, num_updates=30, checkpoint_every=10, sweep="alpha=2.5,5.0")
@@ -68,6 +69,11 @@ def _set(values: dict) -> Callable[[np.ndarray], np.ndarray]:
 
 def _bad_data(**changes) -> Callable[[str], Any]:
     return lambda workdir: training.train(_config(batch_size=4), from_arrays(_episodes(**changes)), workdir)
+
+
+def _int_actions(values: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """Discrete actions [10] (all 0 but `values`), in place of the continuous ones."""
+    return lambda a: _set(values)(np.zeros(10, np.int32))
 
 
 def _restarted() -> dict:
@@ -211,6 +217,17 @@ CASES = [
     Bad("uwac passes", _train("uwac", agent={"num_dropout_samples": 1}, sweep=""), D,
         ("'agent.num_dropout_samples'", "got 1", ">= 2")),
     Bad("uwac dropout", _train("uwac", agent={"dropout_rate": 1.0}, sweep=""), D, ("'agent.dropout_rate'", "1.0", "in [0, 1)")),
+    # --- the discrete track: agents and datasets of the other action space, discrete agents' fields
+    Bad("discrete agent on continuous data", _train("cql_dqn", sweep=""), D,
+        ("'algo'", "got 'cql_dqn'", "expected a continuous agent")),
+    Bad("continuous agent on discrete data", _train("td3", sweep="", dataset=DISCRETE), D,
+        ("'algo'", "got 'td3'", "expected a discrete agent")),
+    Bad("bcq_discrete threshold", _train("bcq_discrete", agent={"threshold": 1.5}, sweep="", dataset=DISCRETE), D,
+        ("'agent.threshold'", "got 1.5", "in [0, 1]")),
+    Bad("cql_dqn alpha", _train("cql_dqn", agent={"alpha": -1.0}, sweep="", dataset=DISCRETE), D,
+        ("'agent.alpha'", "got -1.0", ">= 0")),
+    Bad("dqn interval", _train("dqn", agent={"target_update_interval": 0}, sweep="", dataset=DISCRETE), D,
+        ("'agent.target_update_interval'", "got 0", ">= 1")),
     # --- datasets
     Bad("ids restart", lambda w: from_arrays(_restarted()), DatasetError,
         ("'episode_ids'", "episode id 0 again at row 10", "expected an episode's rows to stop at its end flag")),
@@ -230,6 +247,10 @@ CASES = [
         ("'rewards'", "length 9", "expected 10 rows")),
     Bad("narrow next obs", _bad_data(next_observations=lambda a: a[:, :2]), DatasetError,
         ("'next_observations'", "width 2", "expected 3")),
+    Bad("discrete action out of range", lambda w: from_arrays(_episodes(actions=_int_actions({3: 5})), num_actions=3),
+        DatasetError, ("'actions'", "got 5 at transition 3", "expected discrete actions in [0, 3)")),
+    Bad("integer actions, no num_actions", lambda w: from_arrays(_episodes(actions=_int_actions({}))), DatasetError,
+        ("'num_actions'", "missing for integer actions", "expected the number of discrete actions")),
     Bad("tampered file", _tampered_file, DatasetError, ("'rewards'", "checksum does not match", "expected")),
     # --- run directories and checkpoints (resuming the base run)
     Bad("other algo", _train("td3", sweep=""), checkpoint.CheckpointError, ("'algo'", "got 'td3'", "the saved 'td3_bc'"),

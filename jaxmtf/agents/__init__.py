@@ -16,6 +16,12 @@ ALGORITHMS = {
     "cql": "cql",
     "uwac": "uwac",
     "integrated_rl": "integrated_rl",
+    # Discrete actions (datasets of integer actions, e.g. the notification simulator's).
+    # Double DQN is a DQN config (double_q), as d3rlpy's DoubleDQN differs from DQN in the target only.
+    "dqn": "dqn",
+    "double_dqn": "dqn",
+    "cql_dqn": "cql_dqn",
+    "bcq_discrete": "bcq_discrete",
 }
 
 
@@ -57,3 +63,9 @@ def run_length_warnings(config) -> None:
         message = check(config.agent, int(config.num_updates))
         if message:
             logging.warning("%s", message)
+
+
+def is_discrete(algo: str) -> bool:
+    """Whether the algorithm acts on discrete actions (its module sets DISCRETE); continuous otherwise."""
+    module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[algo]}")
+    return bool(getattr(module, "DISCRETE", False))

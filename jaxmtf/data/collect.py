@@ -14,6 +14,15 @@ Pipelines (config.pipeline):
   time on the same batches; its true value is recorded (BCQ paper).
 - `imitation`: the online-trained expert's own transitions, no noise (BCQ paper).
 
+With `config.simulator = "notifications"` (the discrete notification
+simulator, `sim.notifications`) the behaviour policies are discrete, around
+its hand-written rule (`sim.notification_policies`), and the datasets have
+integer actions and `num_actions` in the sidecar:
+
+- `random`: every count equally likely.
+- `epsilon_greedy`: the rule with probability 1 - epsilon, else uniform.
+- `softmax`: Boltzmann around the rule's count, `temperature`.
+
 Every dataset is saved with a sidecar naming the pipeline, the behaviour
 policy, the simulator parameters (enough to rebuild the simulator), the seed
 and the behaviour policy's true value in the simulator.
@@ -31,22 +40,23 @@ from jaxmtf import evaluation, online
 from jaxmtf.agents import make_agent
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.sim import env as sim_env
-from jaxmtf.sim import policies
+from jaxmtf.sim import envs, notification_policies, policies
 from jaxmtf.sim.rollout import flatten_valid, rollout
 from jaxmtf.types import Dataset
 
 PIPELINES = (
     "random", "baseline", "expert", "noisy_expert", "mixed", "exploration_box",
     "final_buffer", "concurrent", "imitation",
-)
+)  # the MTF simulator's
 _ONLINE_PIPELINES = ("final_buffer", "concurrent", "imitation")
+NOTIFICATION_PIPELINES = ("random", "epsilon_greedy", "softmax")  # the notification simulator's
 
 
 # ----------------------------------------------------------------- simulator parameters in JSON
 
 
-def env_params_to_dict(params: sim_env.EnvParams) -> Dict[str, Any]:
-    """Every field of EnvParams as plain JSON values."""
+def env_params_to_dict(params) -> Dict[str, Any]:
+    """Every field of a simulator's params (EnvParams, NotificationParams) as plain JSON values."""
     out = {}
     for field in dataclasses.fields(params):
         value = getattr(params, field.name)
@@ -59,9 +69,10 @@ def env_params_to_dict(params: sim_env.EnvParams) -> Dict[str, Any]:
     return out
 
 
-def env_params_from_dict(values: Dict[str, Any]) -> sim_env.EnvParams:
-    """Inverse of env_params_to_dict; unknown fields fail with their name."""
-    known = {f.name: f for f in dataclasses.fields(sim_env.EnvParams)}
+def env_params_from_dict(values: Dict[str, Any], simulator: str = "mtf"):
+    """Inverse of env_params_to_dict for the named simulator (`sim.envs`); unknown fields fail with their name."""
+    params_type = envs.named(simulator).params_type
+    known = {f.name: f for f in dataclasses.fields(params_type)}
     kwargs = {}
     for name, value in values.items():
         if name not in known:
@@ -70,13 +81,22 @@ def env_params_from_dict(values: Dict[str, Any]) -> sim_env.EnvParams:
             kwargs[name] = tuple(value) if isinstance(value, list) else value
         else:
             kwargs[name] = jnp.asarray(value, jnp.float32)
-    return sim_env.EnvParams(**kwargs)
+    return params_type(**kwargs)
 
 
-def env_params_from_config(config) -> sim_env.EnvParams:
-    """Simulator parameters: the defaults overridden by `config.env` (a dict of fields)."""
+def env_params_from_config(config):
+    """Simulator parameters of `config.simulator` (default "mtf"): the defaults overridden by `config.env`."""
+    simulator = config.get("simulator", "mtf")
     overrides = dict(config.get("env", {}) or {})
-    return env_params_from_dict({**env_params_to_dict(sim_env.default_params()), **overrides})
+    defaults = env_params_to_dict(envs.named(simulator).default_params())
+    return env_params_from_dict({**defaults, **overrides}, simulator)
+
+
+def simulator_of_provenance(provenance: Dict[str, Any]):
+    """The simulator params a sidecar's provenance records (None if it records none)."""
+    if "env_params" not in provenance:
+        return None
+    return env_params_from_dict(provenance["env_params"], provenance.get("simulator", "mtf"))
 
 
 # ----------------------------------------------------------------- behaviour policies
@@ -93,8 +113,26 @@ def expert_policy(config, env_params: sim_env.EnvParams, key) -> Tuple[policies.
     raise ValueError(f"config field 'expert': unknown expert {config.expert!r} (known: switch, online)")
 
 
-def behaviour(config, env_params: sim_env.EnvParams, key) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
+def notification_behaviour(config, env_params) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
+    """(policy, params, description) of a notification-simulator pipeline: discrete, around the rule."""
+    n, name = env_params.num_actions, config.pipeline
+    rule = notification_policies.default_rule_params()
+    if name == "random":
+        return notification_policies.uniform_policy(n), None, {"behaviour": f"uniform over {n} counts"}
+    if name == "epsilon_greedy":
+        params = {"base": rule, "epsilon": jnp.float32(config.epsilon)}
+        return notification_policies.epsilon_greedy_policy(n), params, {"behaviour": f"epsilon-greedy rule, epsilon {config.epsilon}"}
+    if name == "softmax":
+        params = {"rule": rule, "temperature": jnp.float32(config.temperature)}
+        return notification_policies.softmax_policy(n), params, {"behaviour": f"softmax around the rule, temperature {config.temperature}"}
+    raise ValueError(f"config field 'pipeline': got {name!r}, expected one of {', '.join(NOTIFICATION_PIPELINES)} "
+                     "with simulator 'notifications'")
+
+
+def behaviour(config, env_params, key) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
     """(policy, params, description) of the behaviour policy of a non-online pipeline."""
+    if envs.of(env_params).name == "notifications":
+        return notification_behaviour(config, env_params)
     A = sim_env.act_dim(env_params)
     sigma = jnp.float32(config.noise_sigma)
     baseline = sim_env.baseline_action(env_params)
@@ -164,12 +202,16 @@ def _agent_config(algo: str):
 
 def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
     """Runs `config.pipeline`; returns the dataset and its provenance (the sidecar's)."""
-    if config.pipeline not in PIPELINES:
-        raise ValueError(f"config field 'pipeline': unknown pipeline {config.pipeline!r} (known: {', '.join(PIPELINES)})")
+    env = envs.named(config.get("simulator", "mtf"))
+    known = NOTIFICATION_PIPELINES if env.name == "notifications" else PIPELINES
+    if config.pipeline not in known:
+        raise ValueError(f"config field 'pipeline': got {config.pipeline!r}, expected one of {', '.join(known)} "
+                         f"with simulator {env.name!r}")
     env_params = env_params_from_config(config)
     key = jax.random.PRNGKey(config.seed)
     k_behaviour, k_collect, k_value = jax.random.split(key, 3)
-    provenance = {"pipeline": config.pipeline, "seed": int(config.seed), "env_params": env_params_to_dict(env_params)}
+    provenance = {"pipeline": config.pipeline, "seed": int(config.seed), "simulator": env.name,
+                  "env_params": env_params_to_dict(env_params)}
     eval_discount = float(config.eval_discount)
 
     if config.pipeline in _ONLINE_PIPELINES:
@@ -204,7 +246,7 @@ def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
             k_value, env_params, policy.apply, params, config.eval_users, eval_discount
         )
     arrays["episode_ids"] = arrays["episode_ids"].astype(np.int32)
-    dataset = dataset_lib.from_arrays(arrays, tuple(env_params.task_names))
+    dataset = dataset_lib.from_arrays(arrays, tuple(env_params.task_names), env.num_actions(env_params))
     provenance["num_transitions"] = dataset.size
     provenance["num_episodes"] = int(len(np.unique(arrays["episode_ids"])))
     return dataset, provenance

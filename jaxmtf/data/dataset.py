@@ -26,6 +26,11 @@ The episode structure (`check_episodes`) follows these rules:
 
 Episodes may interleave (a replay buffer of concurrent users) and the last
 row of an episode need not carry a flag (a buffer that ends mid-session).
+Discrete datasets (`num_actions` n >= 2, recorded in the sidecar) hold
+integer actions [N] in [0, n), and their `behaviour_log_prob` is the log
+probability of the logged action (so <= 0); integer actions without
+`num_actions` are refused, as are float actions with it.
+
 A batch larger than the dataset is the training config's to refuse
 (`run_config.check_against_dataset`).
 """
@@ -60,8 +65,13 @@ def _fail(field: str, problem: str) -> None:
     raise DatasetError(f"dataset field '{field}': {problem}")
 
 
-def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> None:
-    """Checks a dict of arrays against the dataset format; raises DatasetError."""
+def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = (), num_actions: int = 0) -> None:
+    """Checks a dict of arrays against the dataset format; raises DatasetError.
+
+    `num_actions` 0: continuous actions [N, A] in [-1, 1]; n >= 2: discrete actions [N] of an integer
+    dtype in [0, n), whose `behaviour_log_prob` is a log probability (<= 0).
+    """
+    _check_num_actions(arrays, num_actions)
     for name in REQUIRED_FIELDS:
         if name not in arrays or arrays[name] is None:
             _fail(name, "missing, expected an array (required fields: " + ", ".join(REQUIRED_FIELDS) + ")")
@@ -76,7 +86,7 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
         if value is None:
             continue
         value = np.asarray(value)
-        want_ndim = 2 if name in _MATRIX_FIELDS else 1
+        want_ndim = 2 if name in _MATRIX_FIELDS and not (num_actions and name == "actions") else 1
         if value.ndim != want_ndim:
             _fail(name, f"expected {want_ndim} dimensions, got {value.ndim} (shape {value.shape})")
         if n is None:
@@ -86,9 +96,10 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
         elif value.shape[0] != n:
             _fail(name, f"length {value.shape[0]} does not match {n} transitions of 'observations' "
                   f"(expected {n} rows)")
-        if name == "episode_ids":
+        if name == "episode_ids" or (num_actions and name == "actions"):
             if not np.issubdtype(value.dtype, np.integer):
-                _fail(name, f"expected an integer dtype, got {value.dtype}")
+                what = f" (discrete actions, num_actions={num_actions})" if name == "actions" else ""
+                _fail(name, f"expected an integer dtype{what}, got {value.dtype}")
             continue
         if not np.issubdtype(value.dtype, np.floating):
             _fail(name, f"expected a floating dtype, got {value.dtype}")
@@ -104,7 +115,9 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
         _fail("next_observations", f"width {next_obs.shape[1]} differs from observations' {obs.shape[1]} "
               f"(expected {obs.shape[1]})")
     actions = np.asarray(arrays["actions"])
-    if np.abs(actions).max() > 1.0 + _ACTION_TOLERANCE:
+    if num_actions:
+        _check_discrete(actions, arrays.get("behaviour_log_prob"), num_actions)
+    elif np.abs(actions).max() > 1.0 + _ACTION_TOLERANCE:
         _fail("actions", f"outside [-1, 1] (max |a| = {np.abs(actions).max():.4g}), expected values in [-1, 1]; "
               "rescale actions to the box")
     responses = arrays.get("task_responses")
@@ -112,6 +125,30 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Non
         _fail("task_responses", f"{np.asarray(responses).shape[1]} columns but {len(task_names)} task names "
               f"(expected {len(task_names)} columns)")
     check_episodes(arrays)
+
+
+def _check_num_actions(arrays: Mapping[str, Any], num_actions) -> None:
+    """num_actions an integer: 0 (continuous) or >= 2; integer actions need it (they are discrete)."""
+    if isinstance(num_actions, bool) or not isinstance(num_actions, (int, np.integer)) or num_actions == 1 \
+            or num_actions < 0:
+        _fail("num_actions", f"got {num_actions!r}, expected 0 (continuous actions) or an integer >= 2")
+    actions = arrays.get("actions")
+    if not num_actions and actions is not None and np.issubdtype(np.asarray(actions).dtype, np.integer):
+        _fail("num_actions", f"missing for integer actions (dtype {np.asarray(actions).dtype}), expected the number "
+              "of discrete actions (the sidecar's 'num_actions'; from_arrays(..., num_actions=n))")
+
+
+def _check_discrete(actions: np.ndarray, log_prob, num_actions: int) -> None:
+    """Discrete actions in [0, num_actions); behaviour log probabilities <= 0 (probabilities, not densities)."""
+    bad = (actions < 0) | (actions >= num_actions)
+    if bad.any():
+        i = int(np.argmax(bad))
+        _fail("actions", f"got {actions[i]} at transition {i}, expected discrete actions in [0, {num_actions}) "
+              f"(num_actions={num_actions})")
+    if log_prob is not None and np.any(np.asarray(log_prob) > _ACTION_TOLERANCE):
+        i = int(np.argmax(np.asarray(log_prob) > _ACTION_TOLERANCE))
+        _fail("behaviour_log_prob", f"got {float(np.asarray(log_prob)[i]):.4g} at transition {i}, expected the log "
+              "of a probability (<= 0) for discrete actions")
 
 
 def check_episodes(arrays: Mapping[str, Any]) -> None:
@@ -147,20 +184,21 @@ def _warn_on_breaks(arrays, rows, next_rows, ids) -> None:
             stacklevel=3)
 
 
-def from_arrays(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = ()) -> Dataset:
-    """Validates numpy arrays and builds a `Dataset` (float32 floats, int32 ids)."""
-    validate(arrays, task_names)
+def from_arrays(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = (), num_actions: int = 0) -> Dataset:
+    """Validates numpy arrays and builds a `Dataset` (float32 floats, int32 ids and discrete actions)."""
+    validate(arrays, task_names, num_actions)
     fields = {}
     for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
         value = arrays.get(name)
         if value is None:
             continue
-        dtype = np.int32 if name == "episode_ids" else np.float32
+        dtype = np.int32 if name == "episode_ids" or (num_actions and name == "actions") else np.float32
         fields[name] = np.asarray(value, dtype=dtype)
-    # Validation admits float round-off past the box edge; agents take
-    # log(1 - a^2) (tanh-Gaussian densities), so store actions inside it.
-    fields["actions"] = np.clip(fields["actions"], -1.0, 1.0)
-    return Dataset(task_names=tuple(task_names), **fields)
+    if not num_actions:
+        # Validation admits float round-off past the box edge; agents take
+        # log(1 - a^2) (tanh-Gaussian densities), so store actions inside it.
+        fields["actions"] = np.clip(fields["actions"], -1.0, 1.0)
+    return Dataset(task_names=tuple(task_names), num_actions=int(num_actions), **fields)
 
 
 def _sha256(array: np.ndarray) -> str:
@@ -175,7 +213,7 @@ def _paths(path: str) -> Tuple[str, str]:
 def save(path: str, dataset: Dataset, provenance: Optional[Dict[str, Any]] = None) -> str:
     """Writes `path` (.npz) and its JSON sidecar; returns the .npz path."""
     arrays = to_numpy(dataset)
-    validate(arrays, dataset.task_names)
+    validate(arrays, dataset.task_names, dataset.num_actions)
     npz_path, json_path = _paths(path)
     os.makedirs(os.path.dirname(os.path.abspath(npz_path)), exist_ok=True)
     # Write to temporary names and rename, so a crash never leaves a half file
@@ -186,6 +224,7 @@ def save(path: str, dataset: Dataset, provenance: Optional[Dict[str, Any]] = Non
         "format_version": FORMAT_VERSION,
         "num_transitions": dataset.size,
         "task_names": list(dataset.task_names),
+        "num_actions": dataset.num_actions,  # 0: continuous; absent in older files (continuous)
         "fields": {
             name: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _sha256(a)}
             for name, a in arrays.items()
@@ -243,7 +282,7 @@ def load(path: str, verify_checksums: bool = True) -> Dataset:
         if verify_checksums and _sha256(a) != e["sha256"]:
             _fail(name, f"checksum does not match the sidecar (file modified or corrupted): got "
                   f"{_sha256(a)[:12]}..., expected {e['sha256'][:12]}...")
-    return from_arrays(arrays, tuple(sidecar["task_names"]))
+    return from_arrays(arrays, tuple(sidecar["task_names"]), sidecar.get("num_actions", 0))
 
 
 def normalization_stats(observations, eps: float = 1e-3) -> Dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ OPE_FIELDS = {
     "seed": schema.integer(0, 2**32 - 1),
     "discount": schema.real(0, 1, lo_open=True),
     "target_sigma": schema.real(0, lo_open=True),
+    "target_epsilon": schema.real(0, 1, lo_open=True, required=False),  # discrete targets' smoothing (default 0.1)
     "max_weight": schema.real(0),
     "noisy_switch_sigma": schema.real(0, lo_open=True),
     "num_cells": schema.integer(1),

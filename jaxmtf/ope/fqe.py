@@ -25,6 +25,15 @@ evaluated by the same program, and nothing of the policy runs in the loop.
 K fixed draws per row make each regression target noisy, not biased: the
 noise averages out over the rows of the regression.
 
+Discrete actions (a dataset with `num_actions`): the critic is a discrete
+head, one value per action (networks.EnsembleDiscreteCritic, d3rlpy's
+DiscreteFQE), and the target reads Q'(s_t, .) at the target policy's
+actions: y_t = r_t + gamma (1 - terminal_t) mean_k Q'(s_t, a_t^k), with
+a_t^k integers [N, K]; for a greedy target, K copies of argmax, so the
+target is exact. d3rlpy's DiscreteFQE also regresses with the Huber loss
+(its discrete Q-functions' default); the MSE is kept here for both, so the
+two action spaces' estimates differ only by the critic's head.
+
 Deviation: with `num_critics` > 1 the target and the estimate average the
 critics (d3rlpy's default ensemble size is 1, where this is moot); FQE
 estimates a value, so the pessimistic min of the control agents would
@@ -34,6 +43,7 @@ from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import chex
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -41,6 +51,7 @@ import optax
 
 from jaxmtf import networks
 from jaxmtf.agents import common
+from jaxmtf.agents.dqn import q_at
 
 
 @flax.struct.dataclass
@@ -48,7 +59,7 @@ class FQEData:
     """The transitions the driver samples batches from, with their row numbers (to index the target's actions)."""
 
     observations: jax.Array  # [N, obs]
-    actions: jax.Array  # [N, A]
+    actions: jax.Array  # [N, A], or [N] int32 for discrete actions
     rewards: jax.Array  # [N]
     next_observations: jax.Array  # [N, obs]
     terminals: jax.Array  # [N]
@@ -81,8 +92,9 @@ def fqe_data(dataset) -> FQEData:
 
 
 def expected_q(q_fn, obs, actions):
-    """mean over critics and the K sampled actions of Q(s, a^k): obs [B, obs], actions [B, K, A] -> [B]."""
-    chex.assert_rank(actions, 3)
+    """mean over critics and the K sampled actions of Q(s, a^k): obs [B, obs], actions [B, K, A] (discrete:
+    [B, K] integers) -> [B]."""
+    chex.assert_equal_shape_prefix([obs, actions], 1)
     k = actions.shape[1]
     q = q_fn(common.repeat_samples(obs, k), actions)  # [C, B, K]
     return jnp.mean(q, axis=(0, 2))
@@ -94,14 +106,18 @@ def fqe_target(critic_target_fn, batch: FQEData, next_actions, discount):
     return common.td_target(batch.rewards, discount, batch.terminals, v_t)
 
 
-def make_fqe(config, obs_dim: int, act_dim: int) -> FQE:
-    """config: hidden_dims, num_critics, learning_rate, target_update_interval."""
-    critic_net = networks.EnsembleCritic(tuple(config.hidden_dims), num_critics=int(config.num_critics))
+def make_fqe(config, obs_dim: int, act_dim: int, num_actions: int = 0) -> FQE:
+    """config: hidden_dims, num_critics, learning_rate, target_update_interval. `num_actions` > 0: discrete."""
+    if num_actions:
+        critic_net = _DiscreteAsCritic(tuple(config.hidden_dims), num_actions, num_critics=int(config.num_critics))
+    else:
+        critic_net = networks.EnsembleCritic(tuple(config.hidden_dims), num_critics=int(config.num_critics))
     optimizer = optax.adam(float(config.learning_rate))
     interval = int(config.target_update_interval)
 
     def init(key):
-        critic = critic_net.init(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim)))
+        action = jnp.zeros((1,), jnp.int32) if num_actions else jnp.zeros((1, act_dim))
+        critic = critic_net.init(key, jnp.zeros((1, obs_dim)), action)
         return FQEState(critic=critic, critic_target=critic, critic_opt=optimizer.init(critic), step=jnp.zeros((), jnp.int32))
 
     def update(state: FQEState, batch: FQEData, key, hparams):
@@ -122,6 +138,15 @@ def make_fqe(config, obs_dim: int, act_dim: int) -> FQE:
         return critic_net.apply(state.critic, obs, action)
 
     return FQE(init, update, q_values, {})
+
+
+class _DiscreteAsCritic(networks.EnsembleDiscreteCritic):
+    """The discrete critic seen as Q(s, a): its head read at the integer action a, [num_critics, ...]."""
+
+    @nn.compact
+    def __call__(self, obs, action):
+        q = networks.EnsembleDiscreteCritic(self.hidden_dims, self.num_actions, num_critics=self.num_critics)(obs)
+        return q_at(q, action)
 
 
 def values(fqe: FQE, states, obs, actions):

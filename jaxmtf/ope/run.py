@@ -47,9 +47,9 @@ def target_inputs(groups, dataset: Dataset, episodes: Episodes, config, key) -> 
         parts["state_actions"].append(targets.sample_actions(group, dataset.observations, k2, k))
         parts["initial_actions"].append(targets.sample_actions(group, obs0, k3, k))
         if dataset.behaviour_log_prob is not None:
-            parts["log_prob"].append(
-                targets.target_log_prob(group, dataset.observations, dataset.actions, float(config.target_sigma))
-            )
+            parts["log_prob"].append(targets.target_log_prob(
+                group, dataset.observations, dataset.actions, float(config.target_sigma), dataset.num_actions,
+                float(config.get("target_epsilon", 0.1))))
     out = {name: jnp.concatenate(v) for name, v in parts.items() if v}
     out.setdefault("log_prob", None)
     return out
@@ -72,7 +72,7 @@ def fit_fqe(config, dataset: Dataset, next_actions, labels: List[dict], workdir:
     locked, its record checked before anything is written, checkpoints verified, SIGTERM saves.
     """
     fc = config.fqe
-    fqe = fqe_lib.make_fqe(fc, dataset.obs_dim, dataset.act_dim)
+    fqe = fqe_lib.make_fqe(fc, dataset.obs_dim, dataset.act_dim, dataset.num_actions)
     num_policies = int(next_actions.shape[0])
     seeds = [int(fc.seed) + i for i in range(int(fc.num_seeds))]
     hparams = {"next_actions": next_actions, "discount": jnp.full((num_policies,), float(config.discount), jnp.float32)}
@@ -164,7 +164,8 @@ def _rows(labels, estimates, diagnostics, truth, config, num_seeds) -> List[Dict
                        "estimate": float(value.reshape(-1)[i]), "ci_low": float(low.reshape(-1)[i]),
                        "ci_high": float(high.reshape(-1)[i])}
                 if name in IS_ESTIMATORS or name in doubly_robust.ESTIMATORS:
-                    row.update(target_sigma=None if label.get("stochastic") else float(config.target_sigma),
+                    smoothing = "target_epsilon" if label.get("discrete") else "target_sigma"
+                    row.update({smoothing: None if label.get("stochastic") else float(config.get(smoothing, 0.1))},
                                max_weight=float(config.max_weight))
                     row["ess"] = float(diagnostics["ess_per_step" if name == "mis" else "ess"][p])
                 if truth is not None:
@@ -229,8 +230,10 @@ def evaluate(config, dataset: Dataset, env_params, workdir: str) -> Dict[str, An
     k_targets, k_cells, k_boot, k_truth = jax.random.split(key, 4)
     stage = _Stages()
     episodes = episodes_from_dataset(dataset)
-    groups = targets.load_policies(config.policies, env_params, config, dataset.obs_dim, dataset.act_dim)
-    labels = [dict(l, stochastic=g.stochastic) for g in groups for l in g.labels]
+    groups = targets.load_policies(config.policies, env_params, config, dataset.obs_dim, dataset.act_dim,
+                                   dataset.num_actions)
+    labels = [dict(l, stochastic=g.stochastic, **({"discrete": True} if dataset.is_discrete else {}))
+              for g in groups for l in g.labels]
     has_is = dataset.behaviour_log_prob is not None
     if has_is:
         require_behaviour_log_prob(episodes, "importance sampling")

@@ -8,7 +8,9 @@ A policy spec (the launcher's `--config.policies`, comma-separated) is one of:
 - a `static_weights.json` of `launch.search_static`: its fixed fusion vector;
 - a named policy: `baseline` (the production weights), `random` (uniform on
   the box), `switch` (the hand-written state-dependent rule), `noisy_switch`
-  (a truncated Gaussian around it, std `noisy_switch_sigma`).
+  (a truncated Gaussian around it, std `noisy_switch_sigma`); on a
+  notification dataset `random` (every count alike) and `rule` (its
+  hand-written rule, `sim.notification_policies`).
 
 A `PolicyGroup` is a `sim.policies.Policy` with its params stacked over the
 group's policies (a run directory is one group of S x H agents), so every
@@ -16,8 +18,10 @@ group acts, gives log densities and is scored in the simulator by vmapped
 programs. Trained agents and static vectors are deterministic (point
 masses); IS needs a density, so for them the ratio uses a truncated
 Gaussian N(pi(s), sigma) on [-1, 1]^A of the configured `target_sigma`
-(written into every output row). Stochastic policies (`random`,
-`noisy_switch`) use their exact densities.
+(written into every output row); discrete ones (greedy Q-learners, the
+notification rule) are made epsilon-greedy with `target_epsilon`, whose
+probabilities the same IS and marginalised IS code divides by. Stochastic
+policies (`random`, `noisy_switch`) use their exact densities.
 """
 import json
 import os
@@ -33,11 +37,12 @@ from jaxmtf import evaluation, rundir, training
 from jaxmtf.agents import common, make_agent
 from jaxmtf.run_config import hparam_grid
 from jaxmtf.sim import env as sim_env
-from jaxmtf.sim import policies
+from jaxmtf.sim import notification_policies, policies
 from jaxmtf.sim.rollout import evaluate as rollout_returns
 from jaxmtf.stats import ci95_halfwidth
 
 NAMED = ("baseline", "random", "switch", "noisy_switch")
+NAMED_DISCRETE = ("random", "rule")  # the notification simulator's
 # One Policy object for every fixed vector, so the baseline and static files merge into one group.
 FIXED = policies.fixed_policy()
 
@@ -58,6 +63,17 @@ class PolicyGroup(NamedTuple):
 
 
 # ----------------------------------------------------------------- loading
+
+
+def named_discrete_policy(name: str, env_params, num_actions: int) -> PolicyGroup:
+    """`random` (uniform counts) or `rule` (the notification simulator's hand-written rule)."""
+    if name == "random":
+        return PolicyGroup([{"policy": "random", "source": name}], notification_policies.uniform_policy(num_actions),
+                           jnp.zeros((1,)), True)
+    if name == "rule":
+        params = jax.tree.map(lambda x: jnp.asarray(x)[None], notification_policies.default_rule_params())
+        return PolicyGroup([{"policy": "rule", "source": name}], notification_policies.rule_policy(), params, False)
+    raise PolicySpecError(f"policy '{name}': unknown name for a discrete dataset (known: {', '.join(NAMED_DISCRETE)})")
 
 
 def named_policy(name: str, env_params: Optional[sim_env.EnvParams], config, act_dim: int) -> PolicyGroup:
@@ -120,7 +136,8 @@ def run_dir_policies(spec: str, obs_dim: int, act_dim: int, acting: Dict[str, po
     return PolicyGroup(labels, policy, params, False)
 
 
-def load_policies(specs, env_params: Optional[sim_env.EnvParams], config, obs_dim: int, act_dim: int) -> List[PolicyGroup]:
+def load_policies(specs, env_params: Optional[sim_env.EnvParams], config, obs_dim: int, act_dim: int,
+                  num_actions: int = 0) -> List[PolicyGroup]:
     """The policies of every spec (see the module docstring), in groups that share their functions."""
     specs = [s.strip() for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
     if not specs:
@@ -132,12 +149,14 @@ def load_policies(specs, env_params: Optional[sim_env.EnvParams], config, obs_di
             groups.append(run_dir_policies(spec, obs_dim, act_dim, acting))
         elif spec.endswith(".json") and os.path.isfile(spec):
             groups.append(static_policy(spec))
-        elif spec in NAMED:
+        elif num_actions and spec in NAMED_DISCRETE:
+            groups.append(named_discrete_policy(spec, env_params, num_actions))
+        elif spec in NAMED and not num_actions:
             groups.append(named_policy(spec, env_params, config, act_dim))
         else:
             raise PolicySpecError(
                 f"config field 'policies': {spec!r} is neither a run directory of launch.train (with config.json), "
-                f"a static_weights.json file, nor a named policy ({', '.join(NAMED)})"
+                f"a static_weights.json file, nor a named policy ({', '.join(NAMED_DISCRETE if num_actions else NAMED)})"
             )
     return merge_groups(groups)
 
@@ -178,10 +197,15 @@ def sample_actions(group: PolicyGroup, obs, key, num_samples: int):
     return _over_group(group, one, obs, keys)
 
 
-def target_log_prob(group: PolicyGroup, obs, actions, target_sigma: float):
-    """[G, M]: log density of the logged actions; a point mass is smoothed by a truncated N(pi(s), target_sigma)."""
+def target_log_prob(group: PolicyGroup, obs, actions, target_sigma: float, num_actions: int = 0,
+                    target_epsilon: float = 0.1):
+    """[G, M]: log density of the logged actions; a point mass is smoothed by a truncated N(pi(s), target_sigma),
+    or for discrete actions (`num_actions` > 0) made epsilon-greedy with `target_epsilon` (a log probability)."""
     if group.stochastic:
         policy, wrap = group.policy, lambda p: p
+    elif num_actions:
+        policy = policies.epsilon_greedy(group.policy, num_actions)
+        wrap = lambda p: {"base": p, "epsilon": jnp.float32(target_epsilon)}  # noqa: E731
     else:
         policy = policies.gaussian_policy(group.policy, mode="truncate")
         wrap = lambda p: {"base": p, "sigma": jnp.float32(target_sigma)}  # noqa: E731

@@ -1,4 +1,4 @@
-"""The MTF session simulator (pure JAX, gymnax style), rollouts, behaviour policies, static search."""
+"""The simulators (MTF sessions; notification days, discrete), rollouts, behaviour policies, static search."""
 from jaxmtf.sim.env import (EnvParams, EnvState, KUAIRAND_RATES, TASKS, act_dim, baseline_action,
                             click_greedy_action, default_params, fused_scores, fusion_from_action,
                             obs_dim, observation_layout, reset, satisfaction_action, step)
@@ -7,3 +7,4 @@ from jaxmtf.sim.policies import (Policy, agent_policy, batchrl_mixture, bounce_s
                                  uniform_policy)
 from jaxmtf.sim.rollout import Trajectory, evaluate, flatten_valid, returns, rollout
 from jaxmtf.sim.static_search import score_actions, search_static_weights
+from jaxmtf.sim.envs import ENVIRONMENTS, Environment

@@ -186,6 +186,30 @@ def box_policy(base: Policy, half_width: float = 0.15, mode: str = "truncate") -
     return Policy(apply, log_prob)
 
 
+# --- discrete actions ------------------------------------------------------
+
+def epsilon_greedy(base: Policy, num_actions: int) -> Policy:
+    """A deterministic discrete base (integer actions), else with probability epsilon a uniform action.
+
+    pi(a|s) = (1 - epsilon) [a = base(s)] + epsilon / n, a probability (not a
+    density). params = dict(base=..., epsilon=scalar). OPE gives deterministic
+    discrete targets (greedy agents, rules) their probabilities this way, as
+    `gaussian_policy` smooths continuous ones.
+    """
+
+    def probs(params, obs):
+        greedy = jax.nn.one_hot(base.apply(params["base"], obs, jax.random.PRNGKey(0)), num_actions)
+        return (1.0 - params["epsilon"]) * greedy + params["epsilon"] / num_actions
+
+    def apply(params, obs, key):
+        return jax.random.categorical(key, jnp.log(probs(params, obs))).astype(jnp.int32)
+
+    def log_prob(params, obs, action):
+        return jnp.log(probs(params, obs)[action])
+
+    return Policy(apply, log_prob)
+
+
 # --- mixtures --------------------------------------------------------------
 
 def mixture_policy(components: Sequence[Policy]) -> Policy:

@@ -1,5 +1,8 @@
 """Roll a policy out over many users: vmap over users, lax.scan over requests.
 
+Any simulator of `sim.envs` (the MTF sessions, the notification days): the
+env params say which.
+
 No auto-reset: once a user is done, later steps are computed (static shapes)
 but masked out with ``valid`` and contribute no reward.
 """
@@ -11,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmtf.sim import env as sim_env
+from jaxmtf.sim import envs
 
 Array = jax.Array
 
@@ -21,7 +24,7 @@ class Trajectory:
     """Time-major arrays [T, U, ...]; fields after a user's done are masked by ``valid``."""
 
     observations: Array  # [T, U, obs]
-    actions: Array  # [T, U, A]
+    actions: Array  # [T, U, A] floats, or [T, U] int32 for a discrete simulator
     rewards: Array  # [T, U], zero where not valid
     next_observations: Array  # [T, U, obs]
     terminals: Array  # [T, U] bool, the user left at this step
@@ -45,13 +48,15 @@ def _user_keys(key: Array, num_users: int, block: int):
 
 def _run_block(user_keys, env_params, policy_fn, policy_params, T, log_prob_fn, lean, discount):
     """One block of users, vmapped, scanned over T requests."""
+    env = envs.of(env_params)
+
     def reset_one(k):
-        return sim_env.reset(jax.random.fold_in(k, 0), env_params)
+        return env.reset(jax.random.fold_in(k, 0), env_params)
 
     def step_one(k, t, obs, state):
         k_pol, k_env = jax.random.split(jax.random.fold_in(k, t + 1))
         action = policy_fn(policy_params, obs, k_pol)
-        next_obs, next_state, reward, done, info = sim_env.step(k_env, state, action, env_params)
+        next_obs, next_state, reward, done, info = env.step(k_env, state, action, env_params)
         lp = log_prob_fn(policy_params, obs, action) if log_prob_fn is not None else None
         return action, next_obs, next_state, reward, done, info, lp
 
@@ -97,7 +102,7 @@ def _blocks(key, env_params, policy_fn, policy_params, num_users, num_steps, log
 
 
 @functools.partial(jax.jit, static_argnames=("policy_fn", "num_users", "num_steps", "log_prob_fn", "block_size"))
-def rollout(key: Array, env_params: sim_env.EnvParams, policy_fn: Callable, policy_params,
+def rollout(key: Array, env_params, policy_fn: Callable, policy_params,
             num_users: int, num_steps: Optional[int] = None,
             log_prob_fn: Optional[Callable] = None, block_size: int = 2048) -> Trajectory:
     """Run ``num_users`` fresh users for ``num_steps`` (default max_steps) requests.
@@ -150,7 +155,9 @@ def flatten_valid(traj: Trajectory) -> Dict[str, np.ndarray]:
     terminals, timeouts = logged_end_flags(traj.terminals, traj.timeouts)
     out = {
         "observations": take(traj.observations).astype(np.float32),
-        "actions": take(traj.actions).astype(np.float32),
+        # Discrete simulators log integer counts; they stay integers (the dataset's discrete format).
+        "actions": take(traj.actions).astype(np.int32 if np.issubdtype(traj.actions.dtype, np.integer)
+                                               else np.float32),
         "rewards": take(traj.rewards).astype(np.float32),
         "next_observations": take(traj.next_observations).astype(np.float32),
         "terminals": take(terminals).astype(np.float32),
@@ -164,7 +171,7 @@ def flatten_valid(traj: Trajectory) -> Dict[str, np.ndarray]:
 
 
 @functools.partial(jax.jit, static_argnames=("policy_fn", "num_users", "num_steps", "block_size"))
-def evaluate(key: Array, env_params: sim_env.EnvParams, policy_fn: Callable, policy_params,
+def evaluate(key: Array, env_params, policy_fn: Callable, policy_params,
              num_users: int, num_steps: Optional[int] = None, discount: float = 1.0,
              block_size: int = 2048) -> Dict[str, Array]:
     """Per-user returns without storing the trajectory (lean: for search and evaluation).

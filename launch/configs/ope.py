@@ -19,6 +19,7 @@ def get_config():
     config.seed = 0  # seed of the targets' action samples, the k-means cells and the bootstrap
     config.discount = 0.99  # gamma of the estimated (and true) discounted return
     config.target_sigma = 0.2  # std of the truncated Gaussian that gives deterministic targets a density for IS
+    config.target_epsilon = 0.1  # discrete datasets: deterministic targets act epsilon-greedy for IS (probabilities)
     config.max_weight = 0.0  # clip every cumulative importance weight at this value (0 = no clipping)
     config.noisy_switch_sigma = 0.3  # std of the named policy 'noisy_switch' around the switch rule
     config.num_cells = 16  # k-means cells of the state for marginalised IS

@@ -4,13 +4,16 @@ import ml_collections
 
 def get_base_config(pipeline: str) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.pipeline = pipeline  # one of jaxmtf.data.collect.PIPELINES
+    config.pipeline = pipeline  # one of jaxmtf.data.collect.PIPELINES (NOTIFICATION_PIPELINES for that simulator)
+    config.simulator = "mtf"  # "mtf" (fusion sessions) or "notifications" (discrete daily counts), see jaxmtf.sim.envs
     config.seed = 0  # seed of users, behaviour noise and online training
     config.num_users = 2_000  # sessions logged (non-buffer pipelines)
     config.env = ml_collections.ConfigDict()  # simulator parameter overrides, e.g. {"slate_size": 8}
     config.expert = "switch"  # expert of expert/noisy_expert/mixed: "switch" (hand-written) or "online"
     config.noise_sigma = 0.3  # std of the Gaussian around the expert (noisy_expert, mixed)
     config.box_half_width = 0.15  # IntegratedRL-MTF exploration box around the baseline
+    config.epsilon = 0.3  # notifications, epsilon_greedy: probability of a uniform count instead of the rule's
+    config.temperature = 1.0  # notifications, softmax: temperature of softmax(-(a - rule(s))^2 / temperature)
     config.eval_users = 2_000  # fresh users that measure the behaviour policy's true value
     config.eval_discount = 0.99  # discount of the reported discounted return
     # The online behavioural agent (final_buffer, concurrent, imitation, expert="online").
