@@ -135,15 +135,17 @@ def dataset_path(config, name: str, workdir: str) -> str:
         if not os.path.exists(spec):
             raise ConfigError(f"sweep config field 'datasets.{name}': got {spec!r}, no such file")
         return spec
-    collect_config = collection_config(config, spec[len(COLLECT_PREFIX):])
+    pipeline_name = spec[len(COLLECT_PREFIX):]
+    collect_config = collection_config(config, pipeline_name)
     path = os.path.join(workdir, "data", f"{name}.npz")
     wanted = json.loads(collect_config.to_json())  # as the sidecar will hold it (tuples as lists)
     if os.path.exists(path):
         recorded = dataset_lib.read_sidecar(path)["provenance"].get("collection_config")
-        if recorded != wanted:
+        differences = _differences(recorded, wanted, _as_json(_pipeline_config(pipeline_name)))
+        if differences:
             raise ConfigError(
                 f"sweep config field 'datasets.{name}': {path} was collected with another collection config "
-                f"({_differences(recorded, wanted)}); use a new workdir or dataset name"
+                f"({differences}); use a new workdir or dataset name"
             )
         return path
     logging.info("collecting dataset %s (%s) into %s", name, spec, path)
@@ -153,15 +155,24 @@ def dataset_path(config, name: str, workdir: str) -> str:
     return dataset_lib.save(path, dataset, provenance)
 
 
-def collection_config(config, pipeline_name: str):
-    """The pipeline's collection config (launch/configs/collect/PIPELINE.py) with the sweep's `collect` overrides."""
+def _pipeline_config(pipeline_name: str):
+    """launch/configs/collect/PIPELINE.py's get_config()."""
     try:
         module = importlib.import_module(f"launch.configs.collect.{pipeline_name}")
     except ModuleNotFoundError:
         raise ConfigError(
             f"sweep config field 'datasets': unknown pipeline {pipeline_name!r} (known: {', '.join(collect.PIPELINES)})"
         ) from None
-    collect_config = module.get_config()
+    return module.get_config()
+
+
+def _as_json(config) -> Dict[str, Any]:
+    return json.loads(config.to_json())
+
+
+def collection_config(config, pipeline_name: str):
+    """The pipeline's collection config (launch/configs/collect/PIPELINE.py) with the sweep's `collect` overrides."""
+    collect_config = _pipeline_config(pipeline_name)
     for name, value in config.collect.items():
         if name == "online":
             for online_name, online_value in value.items():
@@ -173,10 +184,17 @@ def collection_config(config, pipeline_name: str):
     return collect_config
 
 
-def _differences(recorded, wanted) -> str:
+def _differences(recorded, wanted, defaults) -> str:
+    """What differs between a cached dataset's recorded collection config and the wanted one ("" if nothing).
+
+    A field the recorded config lacks (added to the collection configs after that dataset was collected)
+    counts as the same when the wanted value is that field's default: the dataset was collected as if it
+    had been set to it.
+    """
     if not isinstance(recorded, dict):
         return "its sidecar records none"
-    keys = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+    keys = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k)
+                  and not (k not in recorded and wanted.get(k) == defaults.get(k)))
     return ", ".join(f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} here" for k in keys)
 
 
