@@ -9,8 +9,10 @@ import pandas as pd
 
 
 def intervals(ax, table: pd.DataFrame, aggregate: str, xlabel: str = "normalised score"):
-    """One aggregate's point estimate and CI per variant, as horizontal bars (rliable's interval plot)."""
-    rows = table[table["aggregate"] == aggregate].sort_values("estimate")
+    """One aggregate's point estimate and CI per variant, as horizontal bars (rliable's interval plot).
+
+    Variants in name order, the same in every panel (panels side by side share their y axis)."""
+    rows = table[table["aggregate"] == aggregate].sort_values("variant", ascending=False)
     y = np.arange(len(rows))
     ax.hlines(y, rows["ci_low"], rows["ci_high"], linewidth=6, alpha=0.5)
     ax.plot(rows["estimate"], y, "k|", markersize=14)
