@@ -302,6 +302,13 @@ def config_digest(train_config) -> str:
     return hashlib.sha256(train_config.to_json(sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _refused(workdir, index, cell, refused) -> None:
+    """Marks the cell failed with the refusal's message (the sweep goes on with the next cell)."""
+    index["cells"][cell.name].update(status=FAILED, error=str(refused))
+    _write_index(workdir, index)
+    logging.error("sweep: cell %s refused: %s", cell.name, refused)
+
+
 def _run_cell(config, workdir, cell, index, paths, train_fn, stop_after, progress) -> None:
     entry = index["cells"][cell.name]
     try:
@@ -309,10 +316,7 @@ def _run_cell(config, workdir, cell, index, paths, train_fn, stop_after, progres
             paths[cell.dataset] = index["datasets"][cell.dataset] = dataset_path(config, cell.dataset, workdir)
         train_config = cell_config(config, cell, paths[cell.dataset])
     except pipeline.REFUSALS as refused:
-        entry.update(status=FAILED, error=str(refused))
-        _write_index(workdir, index)
-        logging.error("sweep: cell %s refused: %s", cell.name, refused)
-        return
+        return _refused(workdir, index, cell, refused)
     digest = config_digest(train_config)
     if entry["status"] == DONE and entry.get("config_digest") == digest:
         progress.finished(cell, 0.0, entry.get("updates_per_second"), skipped=True)
@@ -323,10 +327,7 @@ def _run_cell(config, workdir, cell, index, paths, train_fn, stop_after, progres
     try:
         summary = train_fn(train_config, run_dir(workdir, cell), stop_after)
     except pipeline.REFUSALS as refused:
-        entry.update(status=FAILED, error=str(refused))
-        _write_index(workdir, index)
-        logging.error("sweep: cell %s refused: %s", cell.name, refused)
-        return
+        return _refused(workdir, index, cell, refused)
     except BaseException:  # pre-emption, a kill, a bug: the cell resumes from its checkpoint next time
         entry.update(status=UNFINISHED)
         _write_index(workdir, index)
