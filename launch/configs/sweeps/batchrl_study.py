@@ -30,7 +30,7 @@ def get_config(scale: str = "full"):
     config = ml_collections.ConfigDict()
     config.scale = scale  # recorded in the index; the presets below
     # launch/configs names, comma-separated. small: two, to keep CI's notebook runs short; full: UWAC left
-    # out (its three cells would have added ~30 minutes to a run that already took 90 on the shared CPU).
+    # out (its three cells would have added ~30 minutes to a run that already took 99 on the shared CPU).
     config.algorithms = {"small": "ddpg,td3_bc", "full": "ddpg,td3,td3_bc,bcq,cql", "reference": ALGORITHMS}[scale]
     # Dataset name -> a path, or "collect:PIPELINE" (collected once into WORKDIR/data/NAME.npz).
     datasets = {"small": ("random", "expert"), "full": ALL_DATASETS[:3], "reference": ALL_DATASETS}[scale]
