@@ -40,8 +40,9 @@ def _shrink(config, sizes, rounds=None):
         if name.endswith("_hidden_dims"):
             config.agent[name] = sizes["hidden"]
     if "progressive" in config:
-        config.progressive.num_users, config.progressive.eval_users = sizes["users_per_round"], sizes["eval_users"]
         config.progressive.rounds = rounds or sizes["rounds"]
+        config.progressive.budget_sessions = sizes["users_per_round"] * config.progressive.rounds
+        config.progressive.eval_users = sizes["eval_users"]
     return config
 
 

@@ -1,11 +1,15 @@
 """Progressive training (IntegratedRL-MTF): rounds of explore, train, evaluate, redeploy.
 
-Every seed is its own chain of rounds. Round k of seed s: collect
-`num_users` sessions in the simulator with the exploration policy around
-seed s's current policy (round 1: the production baseline weights), train on
-that round's data or on all of seed s's rounds so far, score the trained
-policy and the collecting policy against simulator truth, and deploy the
-trained policy as round k+1's centre. Each step of a round is one compiled
+Every seed is its own chain of rounds. One budget of `budget_sessions`
+sessions per seed is split evenly over the rounds, as the paper splits one
+collection budget over its 5 rounds. Round k of seed s: collect budget / R
+sessions in the simulator with the exploration policy around seed s's
+deployed policy (round 1: the production baseline weights), logging its
+centre with every transition; train on that round's data or on all of seed
+s's rounds so far (each transition judged against its own round's centre),
+starting from the deployed policy (`warm_start`); score the trained policy
+and the collecting policy against simulator truth; deploy the trained
+policy as round k+1's centre. Each step of a round is one compiled
 program over all seeds: collection is vmapped over the seeds' (different)
 centre policies, training is the driver's chunk with `PerSeedData`, and the
 evaluation vmaps over the seeds' agents.
@@ -16,7 +20,9 @@ Run directory (each round's pieces in the standard formats):
     round_{k}/data/seed_{s}.npz+.json the round's logged sessions of seed s (jaxmtf datasets)
     round_{k}/train/                  a standard training run dir (config.json, metrics.jsonl,
                                       eval.jsonl, checkpoints/, summary.json)
-    round_{k}/evaluation.json         per seed: trained and collecting policy, baseline; marks the round done
+    round_{k}/user_returns.npz        every evaluation user's return under each seed's trained policy [S, U]
+    round_{k}/evaluation.json         per seed: trained and collecting policy, training diagnostics
+                                      (outside_box, effective discount); marks the round done
     summary.json                      every round's evaluation, when all are done
 
 Resuming after a kill at any point redoes only what is missing: a round
@@ -27,9 +33,13 @@ training resumes from its newest checkpoint. So the final result equals an
 uninterrupted run's.
 
 Choices the paper leaves open (config fields, see launch/configs/integrated_rl.py):
-`train_on` ("all" rounds so far, or the "newest"); each round trains from a
-fresh initialisation with the same seeds (the data is what progresses); the
-centre of round k+1 is the deterministic trained policy of round k.
+`train_on` ("all" rounds so far, or the "newest"); `warm_start` ("actor":
+round k's actor and its target start from round k-1's deployed actor, the
+critics fresh; "actor_critic": both; "none": a fresh initialisation, as
+before issue 19); the centre of round k+1 is the deterministic trained policy
+of round k. Observation statistics (when the config normalises) come from
+round 1's data and stay fixed over the chain, so a warm-started actor is the
+deployed policy exactly.
 """
 import json
 import os
@@ -42,7 +52,7 @@ from absl import logging
 
 from jaxmtf import evaluation, rundir, training
 from jaxmtf import checkpoint as checkpoint_lib
-from jaxmtf.agents import common, integrated_rl, make_agent, needs_next_actions
+from jaxmtf.agents import check_dataset, common, integrated_rl, make_agent, transition_fields
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.run_config import ConfigError, validate_config
@@ -53,6 +63,10 @@ from jaxmtf.types import Dataset
 
 EXPLORATIONS = ("box", "mixed", "uniform")
 TRAIN_ON = ("all", "newest")
+WARM_STARTS = ("actor", "actor_critic", "none")
+USER_RETURNS_FILE = "user_returns.npz"
+# Training diagnostics a round's record keeps from its final metrics, when the agent logs them.
+DIAGNOSTICS = ("outside_box", "effective_discount")
 EVALUATION_FILE = "evaluation.json"
 REFERENCES_FILE = "references.json"
 PAD_MULTIPLE = 1024  # per-seed data is padded to a multiple of this (fewer distinct shapes to compile)
@@ -72,9 +86,16 @@ def validate_progressive(config) -> None:
         raise ConfigError(f"config field 'progressive.train_on': {p.train_on!r} not in {TRAIN_ON}")
     if p.box_mode not in ("clip", "truncate"):
         raise ConfigError(f"config field 'progressive.box_mode': {p.box_mode!r} not in ('clip', 'truncate')")
-    for field in ("num_users", "eval_users"):
-        if int(p[field]) <= 0:
-            raise ConfigError(f"config field 'progressive.{field}': must be positive, got {p[field]}")
+    if p.get("warm_start", "none") not in WARM_STARTS:
+        raise ConfigError(f"config field 'progressive.warm_start': {p.warm_start!r} not in {WARM_STARTS}")
+    if "num_users" in p:
+        raise ConfigError("config field 'progressive.num_users': replaced by 'progressive.budget_sessions', the "
+                          "sessions of all rounds together (each round collects budget_sessions / rounds)")
+    if int(p.eval_users) <= 0:
+        raise ConfigError(f"config field 'progressive.eval_users': must be positive, got {p.eval_users}")
+    if int(p.budget_sessions) < int(p.rounds):
+        raise ConfigError(f"config field 'progressive.budget_sessions': got {p.budget_sessions}, expected at least "
+                          f"one session per round (>= rounds = {p.rounds})")
     if config.get("sweep"):
         raise ConfigError("config field 'sweep': progressive training runs one setting per chain; sweep nothing")
     agent_width = config.agent.get("box_half_width", None)
@@ -109,6 +130,11 @@ def _env_key(env_params) -> str:
 def _agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     key = ("agent", config.algo, json.dumps(config.agent.to_dict(), sort_keys=True, default=str), obs_dim, act_dim)
     return _cached(key, lambda: make_agent(config, obs_dim, act_dim))
+
+
+def sessions_per_round(config) -> int:
+    """budget_sessions / rounds, rounded down (the paper splits one budget evenly)."""
+    return int(config.progressive.budget_sessions) // int(config.progressive.rounds)
 
 
 def seeds_of(config) -> List[int]:
@@ -157,11 +183,12 @@ def collection_keys(seeds, round_index: int) -> jax.Array:
 
 def collect_round(config, env_params, policy, params, axes, keys) -> List[Dict[str, np.ndarray]]:
     """Every seed's sessions in one program (vmapped over the seeds' policy params); arrays per seed."""
-    num_users = int(config.progressive.num_users)
+    num_users = sessions_per_round(config)
     log_prob = policy.log_prob
 
     def one(key, policy_params):
-        return rollout(key, env_params, policy.apply, policy_params, num_users, log_prob_fn=log_prob)
+        return rollout(key, env_params, policy.apply, policy_params, num_users, log_prob_fn=log_prob,
+                       centre_fn=policy.centre)
 
     program = _cached(("collect", policy, num_users, _env_key(env_params), str(jax.tree.structure(params))),
                       lambda: jax.jit(jax.vmap(one, in_axes=(0, axes))))
@@ -192,11 +219,15 @@ def round_data(config, env_params, round_dir: str, round_index: int, seeds, make
 # ----------------------------------------------------------------- training on per-seed data
 
 
-def per_seed_data(datasets: List[List[Dataset]], next_actions: bool, stats) -> Tuple[training.PerSeedData, List[int]]:
-    """datasets[s] = seed s's datasets (rounds) -> PerSeedData padded to a common size, and the sizes."""
+def per_seed_data(datasets: List[List[Dataset]], fields: Dict[str, bool], stats) -> Tuple[training.PerSeedData, List[int]]:
+    """datasets[s] = seed s's datasets (rounds) -> PerSeedData padded to a common size, and the sizes.
+
+    `fields`: the optional batch fields the agent trains on (agents.transition_fields), taken from each
+    round's dataset on its own (a round's centres are its own exploration's).
+    """
     per_seed = []
     for seed_datasets in datasets:
-        parts = [d.as_transitions(next_actions=next_actions) for d in seed_datasets]
+        parts = [d.as_transitions(**fields) for d in seed_datasets]
         joined = jax.tree.map(lambda *x: np.concatenate([np.asarray(v) for v in x]), *parts)
         if stats is not None:
             mean, std = stats["mean"], stats["std"]
@@ -214,32 +245,64 @@ def per_seed_data(datasets: List[List[Dataset]], next_actions: bool, stats) -> T
 
 
 def pooled_stats(config, datasets: List[List[Dataset]]):
-    """Observation mean / std over every seed's data (one normaliser: evaluation shares the agent)."""
+    """Observation mean / std over every seed's FIRST round (one normaliser: evaluation shares the agent).
+
+    Fixed over the chain (round 1's data is part of every later round's "all"), so an actor warm-started
+    from the last round's sees its inputs scaled as it was trained on them: it is the deployed policy.
+    """
     if not config.get("normalize_observations", False):
         return None
-    return dataset_lib.normalization_stats(np.concatenate([d.observations for ds in datasets for d in ds]))
+    return dataset_lib.normalization_stats(np.concatenate([ds[0].observations for ds in datasets]))
 
 
 def _meta(config, obs_dim, act_dim, sizes) -> Dict[str, Any]:
     """What a round's checkpoints record; restoring with another config fails naming the field."""
     return {"algo": config.algo, "agent": config.agent.to_dict(), "obs_dim": obs_dim, "act_dim": act_dim,
             "num_transitions": sizes, "seeds": seeds_of(config), "batch_size": int(config.batch_size),
-            "chunk_size": int(config.chunk_size)}
+            "chunk_size": int(config.chunk_size), "warm_start": config.progressive.get("warm_start", "none")}
+
+
+def warm_start_fn(config, deployed) -> Optional[Any]:
+    """state -> state with round k-1's deployed networks copied in ([S, 1] states -> every setting), or None.
+
+    "actor": the actor and its target; "actor_critic": the critics and their targets too. Optimiser
+    states start fresh. Agents without those fields (BCQ's perturbation actor is `actor` too) take what
+    they have of them.
+    """
+    mode = config.progressive.get("warm_start", "none")
+    if deployed is None or mode == "none":
+        return None
+    names = ("actor", "actor_target") + (("critic", "critic_target") if mode == "actor_critic" else ())
+
+    def apply(state):
+        agent = state.agent
+        fields = {}
+        for name in names:
+            if hasattr(agent, name) and hasattr(deployed, name):
+                fields[name] = jax.tree.map(lambda fresh, old: jnp.broadcast_to(old, fresh.shape).astype(fresh.dtype),
+                                            getattr(agent, name), getattr(deployed, name))
+        return state.replace(agent=agent.replace(**fields))
+
+    return apply
 
 
 def train_per_seed(config, datasets: List[List[Dataset]], workdir: str, eval_fn=None,
-                   stop_after: Optional[int] = None) -> Dict[str, Any]:
+                   stop_after: Optional[int] = None, deployed=None) -> Dict[str, Any]:
     """Trains seed s on datasets[s] only, every seed in one program: training.train with PerSeedData.
 
     A standard run directory in `workdir`, resumed from its newest checkpoint.
     Observations are normalised, when the config asks, with statistics pooled over
-    all seeds' data (one normaliser, so evaluation scores every seed with one agent).
+    all seeds' first-round data (one normaliser, so evaluation scores every seed with one agent).
+    `deployed`: the last round's agent states [S, 1], the warm start (`warm_start_fn`).
     """
     validate_config(config)
     obs_dim, act_dim = datasets[0][0].obs_dim, datasets[0][0].act_dim
     raw_agent = _agent(config, obs_dim, act_dim)
     stats = pooled_stats(config, datasets)
-    data, sizes = per_seed_data(datasets, needs_next_actions(config), stats)
+    for seed_datasets in datasets:
+        for dataset in seed_datasets:
+            check_dataset(config, dataset, ConfigError)
+    data, sizes = per_seed_data(datasets, transition_fields(config), stats)
     hparams, labels = training.hparam_grid(raw_agent.default_hparams, None)
     seeds = seeds_of(config)
     meta = _meta(config, obs_dim, act_dim, sizes)
@@ -248,7 +311,8 @@ def train_per_seed(config, datasets: List[List[Dataset]], workdir: str, eval_fn=
                        lambda: training.make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size),
                                                       group, per_seed_data=True))
     # The driver's own set-up and loop: lock, record check, checkpoint integrity, pre-emption.
-    run = training.set_up_runs(config, workdir, raw_agent, stats, seeds, hparams, labels, data, meta, chunk_fn)
+    run = training.set_up_runs(config, workdir, raw_agent, stats, seeds, hparams, labels, data, meta, chunk_fn,
+                               warm_start=warm_start_fn(config, deployed))
     summary = training.train_runs(config, run, workdir, eval_fn, stop_after)
     return {**summary, "meta": meta}
 
@@ -284,12 +348,17 @@ def _per_seed_values(stats) -> Dict[str, List[float]]:
 
 
 def evaluate_round(config, env_params, agent, agent_states, behaviour, num_seeds: int) -> Dict[str, Any]:
-    """The trained policies [S, 1] and the collecting policies [S], all on the same fresh users."""
+    """The trained policies [S, 1] and the collecting policies [S], all on the same fresh users.
+
+    Returns (record, every user's undiscounted return under each seed's trained policy [S, U]).
+    """
     p, discount = config.progressive, float(config.eval_discount)
     key = jax.random.PRNGKey(int(p.eval_seed))
     env_key, users = _env_key(env_params), int(p.eval_users)
-    trained = _cached(("agent_eval", _functions(agent), users, discount, env_key),
-                      lambda: evaluation.make_agent_evaluator(agent, env_params, users, discount))(agent_states, key)
+    trained, user_returns = _cached(
+        ("agent_eval", _functions(agent), users, discount, env_key),
+        lambda: evaluation.make_agent_evaluator(agent, env_params, users, discount, with_user_returns=True),
+    )(agent_states, key)
     policy, params, axes, description = behaviour
     evaluator = evaluation.make_policy_evaluator(env_params, policy.apply, users, discount)
     if axes is None:  # the same policy for every seed (uniform)
@@ -299,8 +368,16 @@ def evaluate_round(config, env_params, agent, agent_states, behaviour, num_seeds
         program = _cached(("policy_eval", policy, users, discount, env_key, str(jax.tree.structure(params))),
                           lambda: jax.jit(jax.vmap(evaluator, in_axes=(None, axes))))
         collecting = program(key, params)
-    return {"trained": _per_seed_values(trained), "collecting": _per_seed_values(collecting),
-            "collecting_policy": description}
+    record = {"trained": _per_seed_values(trained), "collecting": _per_seed_values(collecting),
+              "collecting_policy": description}
+    return record, np.asarray(jax.device_get(user_returns))[:, 0]
+
+
+def training_diagnostics(summary) -> Dict[str, List[float]]:
+    """Per seed, the last chunk's mean of each DIAGNOSTICS metric the agent logs (outside_box, ...)."""
+    records = summary.get("final_metrics") or []
+    return {name: [float(r[name]) if r.get(name) is not None else float("nan") for r in records]
+            for name in DIAGNOSTICS if any(name in r for r in records)}
 
 
 REFERENCE_ROWS = ("production baseline", "uniform random", "BatchRL-MTF mixture")
@@ -374,12 +451,18 @@ def run_progressive(config, workdir: str, stop_after: Optional[Tuple[int, int]] 
         eval_path = os.path.join(round_dir, EVALUATION_FILE)
         collecting = []  # this round's collection policy, built once (a box needs the last round's state)
 
-        def behaviour(k=k):
+        def restore_deployed(k=k):
+            """(agent, states [S, 1]) of round k-1 into `last`, from its checkpoint when not in memory."""
             nonlocal last
+            if last is None:
+                last = restore_final(config, _training_sets(config, all_data, k - 1),
+                                     os.path.join(workdir, f"round_{k - 1}", "train"))
+            return last
+
+        def behaviour(k=k):
             if not collecting:
-                if k > 1 and config.progressive.exploration == "box" and last is None:
-                    last = restore_final(config, _training_sets(config, all_data, k - 1),
-                                         os.path.join(workdir, f"round_{k - 1}", "train"))
+                if k > 1 and config.progressive.exploration == "box":
+                    restore_deployed()
                 agent, centres = (None, None) if k == 1 else (last[0], _without_hparam_axis(last[1]))
                 collecting.append(collection_policy(config, env_params, agent, centres))
             return collecting[0]
@@ -392,13 +475,17 @@ def run_progressive(config, workdir: str, stop_after: Optional[Tuple[int, int]] 
             continue
         behaviour()  # before training replaces `last`: the collecting policy explores around round k-1's
         stop = stop_after[1] if stop_after is not None and stop_after[0] == k else None
-        summary = train_per_seed(config, train_sets, os.path.join(round_dir, "train"), eval_fn, stop)
+        warm = k > 1 and config.progressive.get("warm_start", "none") != "none"
+        deployed = restore_deployed()[1] if warm else None
+        summary = train_per_seed(config, train_sets, os.path.join(round_dir, "train"), eval_fn, stop, deployed)
         if not summary["finished"]:
             return {"finished": False, "rounds": evaluations, "references": refs, "agent": None, "state": None}
         last = (summary["agent"], summary["state"].agent)
-        record = evaluate_round(config, env_params, *last, collecting[0], len(seeds))
+        record, user_returns = evaluate_round(config, env_params, *last, collecting[0], len(seeds))
         record.update(round=k, seeds=seeds, num_transitions=[d.size for d in all_data[-1]],
-                      trained_on=[sum(d.size for d in ds) for ds in train_sets])
+                      trained_on=[sum(d.size for d in ds) for ds in train_sets],
+                      training=training_diagnostics(summary))
+        rundir.write_npz(os.path.join(round_dir, USER_RETURNS_FILE), trained=user_returns)
         record["exploration_cost"] = [refs["production baseline"]["undiscounted_return"] - v
                                       for v in record["collecting"]["undiscounted_return"]]
         rundir.write_json(eval_path, record)

@@ -68,6 +68,17 @@ def write_atomic(path: str, text: str) -> None:
     fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
+def write_npz(path: str, **arrays) -> None:
+    """numpy arrays to `path` (.npz) whole or not at all, like `write_atomic` (read with allow_pickle=False)."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
 def write_json(path: str, obj: Any) -> None:
     """Writes atomically (see `write_atomic`) so a kill never leaves half a file."""
     write_atomic(path, json.dumps(_plain(obj), indent=2, sort_keys=True))

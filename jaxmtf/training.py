@@ -351,18 +351,19 @@ def set_up(config, dataset: Dataset, workdir: str) -> RunSetup:
     validate_config(config)
     check_against_dataset(config, dataset.size)
     check_action_space(config, dataset)
+    agents.check_dataset(config, dataset, ConfigError)
     data, stats = prepare_data(config, dataset)
     raw_agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
     agents.run_length_warnings(config)
     hparams, hparam_labels = hparam_grid(raw_agent.default_hparams, config.get("sweep", None))
     seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
     meta = run_record(config, dataset, stats, seeds, hparam_labels)
-    transitions = data.as_transitions(next_actions=agents.needs_next_actions(config))
+    transitions = data.as_transitions(**agents.transition_fields(config))
     return set_up_runs(config, workdir, raw_agent, stats, seeds, hparams, hparam_labels, transitions, meta)
 
 
 def set_up_runs(config, workdir: str, raw_agent, stats, seeds, hparams, hparam_labels, data, meta,
-                chunk_fn: Optional[Callable] = None) -> RunSetup:
+                chunk_fn: Optional[Callable] = None, warm_start: Optional[Callable] = None) -> RunSetup:
     """The driver's half of `set_up`, for any agent-like (init, update) pair: FQE (jaxmtf.ope) uses it too.
 
     Lays the S x H runs out, locks the workdir, checks the saved run record
@@ -372,6 +373,9 @@ def set_up_runs(config, workdir: str, raw_agent, stats, seeds, hparams, hparam_l
     fields (batch_size, chunk_size, num_updates, keep_checkpoints, ...).
     `chunk_fn`: a compiled chunk to reuse (progressive training keeps one
     across rounds); None builds `make_chunk_fn`'s for this layout.
+    `warm_start(state) -> state` edits the fresh initial RunState (progressive
+    rounds start from the deployed policy); a checkpoint, when there is one,
+    replaces it as usual, so a resumed run continues exactly.
     """
     runs, replicated = _shardings(config, len(seeds), len(hparam_labels))
     agent = common.with_obs_normalization(raw_agent, stats)
@@ -380,6 +384,8 @@ def set_up_runs(config, workdir: str, raw_agent, stats, seeds, hparams, hparam_l
         check_run_dir(config, workdir, meta)  # before compiling anything: a refusal here is instant
         checkpointer = _existing_checkpoints(config, workdir, meta)
         state = initial_run_state(agent, seeds, len(hparam_labels), runs, replicated)
+        if warm_start is not None:
+            state = warm_start(state)
         step, state = _restore(checkpointer, state, meta)
     except BaseException:
         if checkpointer is not None:

@@ -36,6 +36,12 @@ class Transition:
     # [B, act_dim] the logged action at s_t (the episode's next row), NaN where the dataset has none
     # (the episode's last row); only for agents that ask for it (IntegratedRL-MTF's decayed discount).
     next_actions: Optional[Array] = None
+    # [B, act_dim] the exploration policy's deterministic centre mu_bp(s_tm1) and mu_bp(s_t) (NaN where
+    # the next state has no logged row); only for agents that ask for them (IntegratedRL-MTF's trusted box).
+    centres: Optional[Array] = None
+    next_centres: Optional[Array] = None
+    # [B, K] the step's raw per-task counts; only for agents that ask (IntegratedRL-MTF's critic groups).
+    task_responses: Optional[Array] = None
 
 
 def logged_next_actions(actions: np.ndarray, episode_ids: np.ndarray, terminals: np.ndarray) -> np.ndarray:
@@ -76,6 +82,9 @@ class Dataset:
     episode_ids: Array  # [N] int
     behaviour_log_prob: Optional[Array] = None  # [N] float, log density of the logged action
     task_responses: Optional[Array] = None  # [N, K] float, raw per-task counts of the step
+    # [N, act_dim] float in [-1, 1]: the deterministic centre mu_bp(s) that the behaviour explored
+    # around at this row (box or Gaussian around a policy: IntegratedRL-MTF's trusted box). Continuous only.
+    behaviour_centre: Optional[Array] = None
     task_names: Tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
     # 0: continuous actions; n >= 2: discrete actions 0..n-1 (the sidecar records n).
     num_actions: int = flax.struct.field(pytree_node=False, default=0)
@@ -97,8 +106,18 @@ class Dataset:
         """The action width the agents are built with: num_actions for a discrete dataset (a Q head per action)."""
         return self.num_actions if self.is_discrete else int(self.actions.shape[-1])
 
-    def as_transitions(self, next_actions: bool = False) -> Transition:
-        """The fields the agents train on; `next_actions` adds the logged next action (`logged_next_actions`)."""
+    def as_transitions(self, next_actions: bool = False, centres: bool = False,
+                       task_responses: bool = False) -> Transition:
+        """The fields the agents train on, plus the optional ones an agent asks for (TRANSITION_FIELDS).
+
+        `next_actions`: the logged next action (`logged_next_actions`); `centres`: the behaviour's
+        centre at s and at s' (the same rule: the next row's centre); `task_responses`: the per-task counts.
+        """
+        if centres and self.behaviour_centre is None:
+            raise ValueError("dataset field 'behaviour_centre': missing, but the agent asks for the exploration "
+                             "centre (collect with a box or Gaussian-around-a-policy behaviour)")
+        if task_responses and self.task_responses is None:
+            raise ValueError("dataset field 'task_responses': missing, but the agent asks for per-task responses")
         return Transition(
             observations=self.observations,
             actions=self.actions,
@@ -106,6 +125,10 @@ class Dataset:
             next_observations=self.next_observations,
             terminals=self.terminals,
             next_actions=logged_next_actions(self.actions, self.episode_ids, self.terminals) if next_actions else None,
+            centres=self.behaviour_centre if centres else None,
+            next_centres=(logged_next_actions(self.behaviour_centre, self.episode_ids, self.terminals)
+                          if centres else None),
+            task_responses=self.task_responses if task_responses else None,
         )
 
 
@@ -118,7 +141,7 @@ REQUIRED_FIELDS = (
     "timeouts",
     "episode_ids",
 )
-OPTIONAL_FIELDS = ("behaviour_log_prob", "task_responses")
+OPTIONAL_FIELDS = ("behaviour_log_prob", "task_responses", "behaviour_centre")
 
 
 def to_numpy(dataset: Dataset) -> Dict[str, np.ndarray]:

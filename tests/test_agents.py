@@ -7,21 +7,22 @@ import pytest
 from conftest import registered_algorithms, small_config
 
 from jaxmtf import training
-from jaxmtf.agents import ALGORITHMS, is_discrete, make_agent, needs_next_actions
+from jaxmtf.agents import ALGORITHMS, is_discrete, make_agent, transition_fields
 
 # Sample counts cut for CI speed (the references' values are the configs' defaults).
 FAST = {
     "bcq": {"num_act_samples": 8, "num_target_samples": 4},
     "cql": {"policy_eval_start": 3},
     "uwac": {"num_dropout_samples": 4, "num_eval_actions": 4, "num_target_actions": 4, "warmup": 3},
-    "integrated_rl": {"num_critics": 3},
+    "integrated_rl": {"num_critics": 3, "reward_groups": ()},  # the synthetic data has no task responses
     "dqn": {"num_critics": 2, "target_update_interval": 4},  # an ensemble, and copies inside the 9 updates
     "double_dqn": {"target_update_interval": 4},
     "cql_dqn": {"num_critics": 2, "target_update_interval": 4},
     "bcq_discrete": {"target_update_interval": 4},
 }
 # Updates that draw no randomness at all: the same batch gives the same step whatever the key.
-NOISELESS = ("ddpg", "dqn", "double_dqn", "cql_dqn", "bcq_discrete")
+# IntegratedRL-MTF: the paper's deterministic target action (no smoothing noise).
+NOISELESS = ("ddpg", "integrated_rl", "dqn", "double_dqn", "cql_dqn", "bcq_discrete")
 
 
 def _config(algo):
@@ -45,7 +46,7 @@ def test_agent_contract(algo, tiny_dataset, tiny_discrete_dataset):
     config = _config(algo)
     tiny_dataset = _data(algo, tiny_dataset, tiny_discrete_dataset)
     agent = make_agent(config, tiny_dataset.obs_dim, tiny_dataset.act_dim)
-    data = tiny_dataset.as_transitions(next_actions=needs_next_actions(config))
+    data = tiny_dataset.as_transitions(**transition_fields(config))
     hparams, _ = training.hparam_grid(agent.default_hparams, {})
 
     traces = []
@@ -97,7 +98,7 @@ def test_update_is_deterministic_given_the_key(algo, tiny_dataset, tiny_discrete
     tiny_dataset = _data(algo, tiny_dataset, tiny_discrete_dataset)
     agent = make_agent(_config(algo), tiny_dataset.obs_dim, tiny_dataset.act_dim)
     state = agent.init(jax.random.PRNGKey(0))
-    batch = jax.tree.map(lambda x: x[:16], tiny_dataset.as_transitions(next_actions=needs_next_actions(_config(algo))))
+    batch = jax.tree.map(lambda x: x[:16], tiny_dataset.as_transitions(**transition_fields(_config(algo))))
     batch = batch.replace(terminals=jnp.zeros_like(batch.terminals))  # bootstrap, so target noise matters
     update = jax.jit(agent.update)
     a, _ = update(state, batch, jax.random.PRNGKey(1), agent.default_hparams)

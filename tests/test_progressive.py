@@ -17,7 +17,7 @@ def tiny_config(**progressive_fields):
     config.num_seeds, config.num_updates, config.chunk_size, config.batch_size = 2, 20, 10, 16
     config.checkpoint_every = 10
     p = config.progressive
-    p.rounds, p.num_users, p.eval_users = 2, 8, 8
+    p.rounds, p.budget_sessions, p.eval_users = 2, 16, 8
     p.env = {"max_steps": 6, "num_candidates": 10}
     for name, value in progressive_fields.items():
         p[name] = value
@@ -67,7 +67,7 @@ def test_batchrl_mtf_config_runs_one_round_of_mixed_data(tmp_path):
     config.agent.num_act_samples, config.agent.num_target_samples = 4, 2
     config.num_seeds, config.num_updates, config.chunk_size, config.batch_size, config.checkpoint_every = 2, 10, 10, 16, 10
     p = config.progressive
-    p.num_users, p.eval_users, p.env = 8, 8, {"max_steps": 6, "num_candidates": 10}
+    p.budget_sessions, p.eval_users, p.env = 8, 8, {"max_steps": 6, "num_candidates": 10}
     result = progressive.run_progressive(config, str(tmp_path))
     (record,) = result["rounds"]
     assert record["collecting_policy"].startswith("0.5 uniform")

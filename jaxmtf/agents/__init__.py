@@ -49,10 +49,36 @@ def agent_field(algo: str, name: str):
     return module.CONFIG_FIELDS.get(name)
 
 
-def needs_next_actions(config) -> bool:
-    """Whether the agent's batches carry the logged next action (its module sets NEEDS_NEXT_ACTIONS)."""
+TRANSITION_FIELDS = ("next_actions", "centres", "task_responses")
+
+
+def transition_fields(config) -> dict:
+    """The optional batch fields the agent trains on, as `Dataset.as_transitions` keywords.
+
+    An agent module declares them with `transition_fields(agent_config) -> {name: bool}`
+    (names from TRANSITION_FIELDS); without one, none.
+    """
     module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[config.algo]}")
-    return bool(getattr(module, "NEEDS_NEXT_ACTIONS", False))
+    declared = getattr(module, "transition_fields", None)
+    wanted = declared(config.agent) if declared is not None else {}
+    return {name: bool(wanted.get(name, False)) for name in TRANSITION_FIELDS}
+
+
+def check_dataset(config, dataset, error_cls) -> None:
+    """Refuses, naming the field, a dataset that lacks a field the agent trains on (before anything is built)."""
+    fields = transition_fields(config)
+    if fields["centres"] and dataset.behaviour_centre is None:
+        raise error_cls(
+            f"dataset field 'behaviour_centre': missing, but {config.algo} (agent.box_anchor='centre') trusts the "
+            "box around the exploration centre logged with the data; collect with a box or Gaussian-around-a-"
+            "policy behaviour, or set agent.box_anchor='logged_action' (the logged action as the centre)")
+    if fields["task_responses"] and dataset.task_responses is None:
+        raise error_cls(f"dataset field 'task_responses': missing, but {config.algo}'s critic groups "
+                        "(agent.reward_groups) are scored from the per-task responses")
+    module = importlib.import_module(f"jaxmtf.agents.{ALGORITHMS[config.algo]}")
+    check = getattr(module, "check_dataset", None)
+    if check is not None:
+        check(config.agent, dataset, error_cls)
 
 
 def run_length_warnings(config) -> None:

@@ -90,7 +90,10 @@ def actor_objective(actor_fn, critic_fn, batch, hparams, actor_loss_fn):
 
 
 def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable, hparam_names,
-                    target_fn: Callable = td3_target, objective_fn: Callable = actor_objective) -> common.Agent:
+                    target_fn: Callable = td3_target, objective_fn: Callable = actor_objective,
+                    critic_loss_fn: Callable = common.critic_loss) -> common.Agent:
+    """TD3's update with its pieces injected: the actor loss, the target (y, or (y, metrics)), the actor
+    objective and the critic loss (critic_loss_fn(q_fn, batch, y) -> (loss, q_tm1))."""
     actor_net = networks.DeterministicActor(tuple(config.actor_hidden_dims), act_dim)
     critic_net = networks.EnsembleCritic(tuple(config.critic_hidden_dims), num_critics=config.num_critics)
     actor_opt = optax.adam(config.actor_lr)
@@ -116,8 +119,9 @@ def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable,
         # --- critic: sum_i mean (Q_i(s, a) - y)^2 against the smoothed clipped double-Q target ---
         y = target_fn(partial(actor_net.apply, state.actor_target), partial(critic_net.apply, state.critic_target),
                        batch, key, hparams)
+        y, target_aux = y if isinstance(y, tuple) else (y, {})
         critic, critic_opt_state, critic_loss, q_tm1 = common.apply_gradients(
-            critic_opt, lambda c: common.critic_loss(partial(critic_net.apply, c), batch, y), state.critic,
+            critic_opt, lambda c: critic_loss_fn(partial(critic_net.apply, c), batch, y), state.critic,
             state.critic_opt,
         )
         state = state.replace(critic=critic, critic_opt=critic_opt_state)
@@ -152,6 +156,7 @@ def make_td3_family(config, obs_dim: int, act_dim: int, actor_loss_fn: Callable,
             "actor_loss": actor_loss,
             "q_mean": jnp.mean(q_tm1),
             "target_mean": jnp.mean(y),
+            **target_aux,
             **aux,
         }
         return state.replace(step=state.step + 1), metrics

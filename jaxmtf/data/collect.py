@@ -239,7 +239,8 @@ def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
     else:
         policy, params, description = behaviour(config, env_params, k_behaviour)
         log_prob_fn = policy.log_prob if _has_density(description) else None
-        traj = rollout(k_collect, env_params, policy.apply, params, config.num_users, log_prob_fn=log_prob_fn)
+        traj = rollout(k_collect, env_params, policy.apply, params, config.num_users, log_prob_fn=log_prob_fn,
+                       centre_fn=policy.centre)
         arrays = flatten_valid(traj)
         provenance.update(description)
         provenance["behaviour_value"] = evaluation.evaluate_policy(

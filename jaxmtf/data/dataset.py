@@ -47,7 +47,7 @@ from jaxmtf.types import OPTIONAL_FIELDS, REQUIRED_FIELDS, Dataset, to_numpy
 
 FORMAT_VERSION = 1
 # Two dimensions per transition for these, one for the rest.
-_MATRIX_FIELDS = ("observations", "actions", "next_observations", "task_responses")
+_MATRIX_FIELDS = ("observations", "actions", "next_observations", "task_responses", "behaviour_centre")
 _BINARY_FIELDS = ("terminals", "timeouts")
 # Actions are fusion vectors in [-1, 1]; allow float round-off at the box edge.
 _ACTION_TOLERANCE = 1e-5
@@ -120,11 +120,28 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = (), num_ac
     elif np.abs(actions).max() > 1.0 + _ACTION_TOLERANCE:
         _fail("actions", f"outside [-1, 1] (max |a| = {np.abs(actions).max():.4g}), expected values in [-1, 1]; "
               "rescale actions to the box")
+    _check_centre(arrays.get("behaviour_centre"), actions, num_actions)
     responses = arrays.get("task_responses")
     if responses is not None and task_names and np.asarray(responses).shape[1] != len(task_names):
         _fail("task_responses", f"{np.asarray(responses).shape[1]} columns but {len(task_names)} task names "
               f"(expected {len(task_names)} columns)")
     check_episodes(arrays)
+
+
+def _check_centre(centre, actions: np.ndarray, num_actions: int) -> None:
+    """The exploration centre: continuous datasets only, one action-wide row per transition, in [-1, 1]."""
+    if centre is None:
+        return
+    centre = np.asarray(centre)
+    if num_actions:
+        _fail("behaviour_centre", f"present in a discrete dataset (num_actions={num_actions}), expected it only "
+              "with continuous actions (the centre of a box or Gaussian exploration)")
+    if centre.shape[1] != actions.shape[1]:
+        _fail("behaviour_centre", f"width {centre.shape[1]} differs from actions' {actions.shape[1]} "
+              f"(expected {actions.shape[1]})")
+    if np.abs(centre).max() > 1.0 + _ACTION_TOLERANCE:
+        _fail("behaviour_centre", f"outside [-1, 1] (max |c| = {np.abs(centre).max():.4g}), expected a fusion "
+              "vector in [-1, 1]")
 
 
 def _check_num_actions(arrays: Mapping[str, Any], num_actions) -> None:

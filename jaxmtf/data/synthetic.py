@@ -35,10 +35,13 @@ def one_step_dataset(
     rng = np.random.default_rng(seed)
     obs = rng.normal(size=(num_transitions, obs_dim)).astype(np.float32)
     best = optimal_action(obs, act_dim, seed=0)
+    # The behaviour's centre (Dataset.behaviour_centre): 0 for the uniform box, a*(s) for the Gaussian.
     if behaviour_noise is None:
         actions = rng.uniform(-1.0, 1.0, size=(num_transitions, act_dim))
+        centre = np.zeros((num_transitions, act_dim), np.float32)
     else:
         actions = np.clip(best + behaviour_noise * rng.normal(size=best.shape), -1.0, 1.0)
+        centre = best
     actions = actions.astype(np.float32)
     rewards = -np.sum((actions - best) ** 2, axis=-1)
     ones = np.ones(num_transitions, np.float32)
@@ -52,6 +55,7 @@ def one_step_dataset(
             "terminals": ones,
             "timeouts": np.zeros_like(ones),
             "episode_ids": np.arange(num_transitions, dtype=np.int32),
+            "behaviour_centre": centre,
         }
     )
 

@@ -19,7 +19,7 @@ otherwise:
 - ``"truncate"`` noise (the default) samples the same box / Gaussian
   restricted to [-1, 1] (inverse CDF), an honest Lebesgue density.
 """
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,9 @@ Array = jax.Array
 class Policy(NamedTuple):
     apply: Callable  # (params, obs, key) -> action in [-1, 1]^A
     log_prob: Callable  # (params, obs, action) -> scalar log density
+    # (params, obs) -> the deterministic action the policy explores around (box, Gaussian around a base);
+    # None for policies without one. Collection logs it as the dataset's `behaviour_centre`.
+    centre: Optional[Callable] = None
 
 
 def _nan_log_prob(params, obs, action):
@@ -116,6 +119,11 @@ def _boundary_log_prob(log_density_inside, log_mass_low, log_mass_high, action):
     return jnp.where(action >= 1.0, log_mass_high, jnp.where(action <= -1.0, log_mass_low, log_density_inside))
 
 
+def _base_centre(base: Policy) -> Callable:
+    """The centre of noise around a deterministic base: base(s) (its key is unused)."""
+    return lambda params, obs: base.apply(params["base"], obs, jax.random.PRNGKey(0))
+
+
 def gaussian_policy(base: Policy, mode: str = "truncate") -> Policy:
     """N(base(s), sigma^2 I) restricted to the box. params = dict(base=..., sigma=scalar or [A]).
 
@@ -147,7 +155,7 @@ def gaussian_policy(base: Policy, mode: str = "truncate") -> Policy:
         else:
             per_dim = _boundary_log_prob(log_pdf, log_ndtr(lo), log_ndtr(-hi), action)
         return per_dim.sum()
-    return Policy(apply, log_prob)
+    return Policy(apply, log_prob, _base_centre(base))
 
 
 def box_policy(base: Policy, half_width: float = 0.15, mode: str = "truncate") -> Policy:
@@ -183,7 +191,7 @@ def box_policy(base: Policy, half_width: float = 0.15, mode: str = "truncate") -
             log_high = jnp.log(jnp.clip((hi - 1.0) / (2 * w), 0.0, 1.0))
             per_dim = _boundary_log_prob(inside, log_low, log_high, action)
         return per_dim.sum()
-    return Policy(apply, log_prob)
+    return Policy(apply, log_prob, _base_centre(base))
 
 
 # --- discrete actions ------------------------------------------------------

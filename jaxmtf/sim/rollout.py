@@ -32,6 +32,7 @@ class Trajectory:
     valid: Array  # [T, U] bool, this step happened
     task_responses: Array  # [T, U, K] per-task counts over the slate, zero where not valid
     log_probs: Optional[Array] = None  # [T, U] behaviour log density, when log_prob_fn was given
+    centres: Optional[Array] = None  # [T, U, A] the behaviour's exploration centre, when centre_fn was given
     infos: Optional[Dict[str, Array]] = None  # [T, U] extra diagnostics from env.step
 
 
@@ -46,7 +47,7 @@ def _user_keys(key: Array, num_users: int, block: int):
     return keys.reshape(nb, block, *keys.shape[1:])
 
 
-def _run_block(user_keys, env_params, policy_fn, policy_params, T, log_prob_fn, lean, discount):
+def _run_block(user_keys, env_params, policy_fn, policy_params, T, log_prob_fn, lean, discount, centre_fn=None):
     """One block of users, vmapped, scanned over T requests."""
     env = envs.of(env_params)
 
@@ -58,7 +59,8 @@ def _run_block(user_keys, env_params, policy_fn, policy_params, T, log_prob_fn, 
         action = policy_fn(policy_params, obs, k_pol)
         next_obs, next_state, reward, done, info = env.step(k_env, state, action, env_params)
         lp = log_prob_fn(policy_params, obs, action) if log_prob_fn is not None else None
-        return action, next_obs, next_state, reward, done, info, lp
+        centre = centre_fn(policy_params, obs) if centre_fn is not None else None
+        return action, next_obs, next_state, reward, done, info, (lp, centre)
 
     obs, state = jax.vmap(reset_one)(user_keys)
     B = user_keys.shape[0]
@@ -66,7 +68,7 @@ def _run_block(user_keys, env_params, policy_fn, policy_params, T, log_prob_fn, 
 
     def body(carry, t):
         obs, state, alive, acc = carry
-        action, next_obs, next_state, reward, done, info, lp = vstep(user_keys, t, obs, state)
+        action, next_obs, next_state, reward, done, info, (lp, centre) = vstep(user_keys, t, obs, state)
         r = jnp.where(alive, reward, 0.0)
         if lean:
             acc = {"undiscounted": acc["undiscounted"] + r,
@@ -83,6 +85,8 @@ def _run_block(user_keys, env_params, policy_fn, policy_params, T, log_prob_fn, 
             )
             if lp is not None:
                 out["log_probs"] = lp
+            if centre is not None:
+                out["centres"] = centre
         return (next_obs, next_state, alive & ~done, acc), out
 
     zeros = jnp.zeros((B,), jnp.float32)
@@ -91,29 +95,33 @@ def _run_block(user_keys, env_params, policy_fn, policy_params, T, log_prob_fn, 
     return acc if lean else out
 
 
-def _blocks(key, env_params, policy_fn, policy_params, num_users, num_steps, log_prob_fn, lean, discount, block_size):
+def _blocks(key, env_params, policy_fn, policy_params, num_users, num_steps, log_prob_fn, lean, discount, block_size,
+            centre_fn=None):
     T = env_params.max_steps if num_steps is None else num_steps
     block = min(block_size, num_users)
     keys = _user_keys(key, num_users, block)
     run = functools.partial(_run_block, env_params=env_params, policy_fn=policy_fn, policy_params=policy_params,
-                            T=T, log_prob_fn=log_prob_fn, lean=lean, discount=discount)
+                            T=T, log_prob_fn=log_prob_fn, lean=lean, discount=discount, centre_fn=centre_fn)
     # blocks run one after another: a block's user states stay in cache for all T steps
     return jax.lax.map(lambda k: run(k), keys) if keys.shape[0] > 1 else jax.tree.map(lambda x: x[None], run(keys[0]))
 
 
-@functools.partial(jax.jit, static_argnames=("policy_fn", "num_users", "num_steps", "log_prob_fn", "block_size"))
+@functools.partial(jax.jit, static_argnames=("policy_fn", "num_users", "num_steps", "log_prob_fn", "block_size",
+                                             "centre_fn"))
 def rollout(key: Array, env_params, policy_fn: Callable, policy_params,
             num_users: int, num_steps: Optional[int] = None,
-            log_prob_fn: Optional[Callable] = None, block_size: int = 2048) -> Trajectory:
+            log_prob_fn: Optional[Callable] = None, block_size: int = 2048,
+            centre_fn: Optional[Callable] = None) -> Trajectory:
     """Run ``num_users`` fresh users for ``num_steps`` (default max_steps) requests.
 
     ``policy_fn(params, obs, key) -> action`` acts on one observation (it is
-    vmapped here); ``log_prob_fn(params, obs, action)`` likewise. Users are
+    vmapped here); ``log_prob_fn(params, obs, action)`` likewise, and ``centre_fn(params, obs)``
+    (the behaviour's exploration centre, logged as ``centres``). Users are
     simulated in blocks of ``block_size`` (a speed knob only: results do not
     depend on it).
     """
     out = _blocks(key, env_params, policy_fn, policy_params, num_users, num_steps, log_prob_fn, False, 1.0,
-                  block_size)
+                  block_size, centre_fn)
     # [blocks, T, block, ...] -> [T, users, ...]
     def merge(x):
         x = jnp.moveaxis(x, 0, 1)
@@ -167,6 +175,8 @@ def flatten_valid(traj: Trajectory) -> Dict[str, np.ndarray]:
     }
     if traj.log_probs is not None:
         out["behaviour_log_prob"] = take(traj.log_probs).astype(np.float32)
+    if traj.centres is not None:
+        out["behaviour_centre"] = take(traj.centres).astype(np.float32)
     return out
 
 
