@@ -21,7 +21,7 @@ FAST = {
     "bcq_discrete": {"target_update_interval": 4},
 }
 # Updates that draw no randomness at all: the same batch gives the same step whatever the key.
-NOISELESS = ("ddpg", "dqn", "double_dqn", "cql_dqn", "bcq_discrete")
+NOISELESS = ("ddpg", "dqn", "double_dqn", "cql_dqn", "bcq_discrete", "iql")  # IQL: no dropout
 
 
 def _config(algo):
