@@ -174,11 +174,11 @@ def markdown(results, peak) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--algos", default="ddpg,td3,td3_bc,bcq,cql,uwac")
+    parser.add_argument("--algos", default="ddpg,td3,td3_bc,bcq,cql,uwac,iql")
     parser.add_argument("--seeds", default="1,8,32")
     parser.add_argument("--window_seconds", type=float, default=5.0,
                         help="length of each of the 3 timing windows; the best window is reported")
-    parser.add_argument("--chunk_sizes", default="ddpg=200,td3=200,td3_bc=200,bcq=20,cql=20,uwac=2",
+    parser.add_argument("--chunk_sizes", default="ddpg=200,td3=200,td3_bc=200,bcq=20,cql=20,uwac=2,iql=200",
                         help="updates per compiled chunk, per algorithm (slow agents get short chunks)")
     parser.add_argument("--seeds_for", default="uwac=1,8",
                         help="per-algorithm seed lists replacing --seeds, e.g. 'uwac=1,8;cql=1,8'")

@@ -10,6 +10,8 @@ initialiser (called with the bias shape only) cannot see.
   VAE are PyTorch modules with this default.
 - `rlkit_hidden` and `rlkit_output(init_w)`: rlkit's `Mlp` (CQL, UWAC),
   hidden weights by `ptu.fanin_init`, biases 0.1, output layer U(+-init_w).
+- `orthogonal(scale)`: ikostrikov/implicit_q_learning's `default_init`
+  (IQL), orthogonal weights of gain sqrt(2) on every layer, biases 0.
 """
 import math
 from typing import Callable, Sequence, Tuple
@@ -52,6 +54,11 @@ def rlkit_hidden(fan_in: int, fan_out: int):
 def rlkit_output(init_w: float) -> LayerInit:
     """rlkit's last layers: weight and bias U(+-init_w) (3e-3 for Q-functions, 1e-3 for policy heads)."""
     return lambda fan_in, fan_out: (uniform(init_w), uniform(init_w))
+
+
+def orthogonal(scale: float = math.sqrt(2.0)) -> LayerInit:
+    """Orthogonal weights with gain `scale`, biases 0 (flax's Dense default): the IQL reference's default_init."""
+    return lambda fan_in, fan_out: (nn.initializers.orthogonal(scale), nn.initializers.zeros)
 
 
 def dense(x: jax.Array, width: int, layer_init: LayerInit, spectral_norm: bool = False, update_stats: bool = False):
@@ -187,6 +194,44 @@ class TanhGaussianActor(nn.Module):
         mean = dense(h, self.act_dim, rlkit_output(self.init_w))
         log_std = jnp.clip(dense(h, self.act_dim, rlkit_output(self.init_w)), self.log_std_min, self.log_std_max)
         return mean, log_std
+
+
+class TanhMeanGaussianActor(nn.Module):
+    """IQL's policy (the reference's NormalTanhPolicy with state_dependent_std=False,
+    tanh_squash_distribution=False): N(tanh(MLP(s)), diag(exp(log_std))^2).
+
+    The mean is squashed, the distribution is not (a data action on the box's
+    edge has a finite density, no atanh); log_std is one learned vector for
+    all states, starting at 0 and clipped to [log_std_min, log_std_max].
+    Returns (mean, log_std), log_std broadcast to the mean's shape.
+    """
+
+    hidden_dims: Sequence[int]
+    act_dim: int
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    layer_init: LayerInit = orthogonal()
+
+    @nn.compact
+    def __call__(self, obs: jax.Array):
+        h = obs
+        for width in self.hidden_dims:
+            h = nn.relu(dense(h, width, self.layer_init))
+        mean = jnp.tanh(dense(h, self.act_dim, self.layer_init))
+        log_std = self.param("log_std", nn.initializers.zeros, (self.act_dim,))
+        log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
+        return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+class ValueNet(nn.Module):
+    """V(s) = MLP(s), a scalar per state (IQL's value function)."""
+
+    hidden_dims: Sequence[int]
+    layer_init: LayerInit = torch_linear
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.hidden_dims, 1, hidden_init=self.layer_init, output_init=self.layer_init)(obs)[..., 0]
 
 
 class VAE(nn.Module):

@@ -21,8 +21,8 @@ FAST = {
     "bcq_discrete": {"target_update_interval": 4},
 }
 # Updates that draw no randomness at all: the same batch gives the same step whatever the key.
-# IntegratedRL-MTF: the paper's deterministic target action (no smoothing noise).
-NOISELESS = ("ddpg", "integrated_rl", "dqn", "double_dqn", "cql_dqn", "bcq_discrete")
+# IntegratedRL-MTF: the paper's deterministic target action (no smoothing noise); IQL: no dropout.
+NOISELESS = ("ddpg", "integrated_rl", "dqn", "double_dqn", "cql_dqn", "bcq_discrete", "iql")
 
 
 def _config(algo):

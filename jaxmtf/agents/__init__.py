@@ -15,6 +15,7 @@ ALGORITHMS = {
     "bcq": "bcq",
     "cql": "cql",
     "uwac": "uwac",
+    "iql": "iql",
     "integrated_rl": "integrated_rl",
     # Discrete actions (datasets of integer actions, e.g. the notification simulator's).
     # Double DQN is a DQN config (double_q), as d3rlpy's DoubleDQN differs from DQN in the target only.

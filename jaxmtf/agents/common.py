@@ -143,7 +143,7 @@ def with_obs_normalization(agent: Agent, stats) -> Agent:
     return agent._replace(act=act, q_values=q_values)
 
 
-# ----------------------------------------------------------------- tanh-Gaussian policies (SAC, CQL, BEAR, UWAC)
+# ------------------------------------------------ Gaussian (IQL) and tanh-Gaussian policies (SAC, CQL, BEAR, UWAC)
 
 # rlkit's TanhNormal adds this inside log(1 - tanh(u)^2 + eps).
 TANH_EPS = 1e-6
@@ -151,6 +151,11 @@ TANH_EPS = 1e-6
 
 def _gaussian_log_prob(u, mean, log_std):
     return -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
+
+
+def gaussian_log_prob(mean, log_std, x):
+    """log N(x; mean, diag(exp(log_std))^2), summed over action dims: an unsquashed Gaussian policy (IQL)."""
+    return jnp.sum(_gaussian_log_prob(x, mean, log_std), axis=-1)
 
 
 def tanh_gaussian_rsample(mean, log_std, key):
