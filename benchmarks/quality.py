@@ -8,7 +8,7 @@ trained in one vmapped program; every trained policy is then rolled out on
 the same fresh users as the reference policies. Scores are normalised like
 D4RL's: 0 = the uniform random policy, 100 = the expert (the hand-written
 state-dependent policy that logged the expert data). Mean and 95% CI over
-seeds.
+seeds (Student-t, df = seeds - 1: a handful of seeds).
 
 CPU budget: the defaults cut network widths and sample counts (flags below)
 so the whole table fits in about an hour on 2 cores; the table records the
@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxmtf import evaluation, pipeline  # noqa: E402
 from jaxmtf.data import collect  # noqa: E402
-from jaxmtf.stats import ci95_halfwidth  # noqa: E402
+from jaxmtf.stats import ci95_label, mean_ci95  # noqa: E402
 from jaxmtf.sim import env as sim_env  # noqa: E402
 from jaxmtf.sim import policies  # noqa: E402
 from launch.configs.collect import base as collect_base  # noqa: E402
@@ -110,10 +110,10 @@ def main():
         path = collect_dataset(pipeline_name, args.num_users, os.path.join(args.work_dir, "data"), args.seed)
         for algo in args.algos.split(","):
             returns, overestimation, seconds, settings = train_and_score(algo, path, args, env_params, key)
-            score = normalise(returns)
+            score_mean, score_ci95 = mean_ci95(normalise(returns), over="seeds")
             row = {
-                "dataset": pipeline_name, "algo": algo, "score_mean": float(score.mean()),
-                "score_ci95": float(ci95_halfwidth(score.std(ddof=1), len(score))),
+                "dataset": pipeline_name, "algo": algo, "score_mean": score_mean,
+                "score_ci95": score_ci95, "score_ci95_over": ci95_label("seeds", len(returns)),
                 "return_per_seed": returns.tolist(), "overestimation_mean": float(overestimation.mean()),
                 "train_seconds": round(seconds, 1), "settings": settings,
             }
@@ -124,6 +124,7 @@ def main():
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)
+    print(f"Normalised score, mean ± {ci95_label('seeds', args.num_seeds)}:")
     print("| dataset | " + " | ".join(args.algos.split(",")) + " |")
     print("| --- |" + " --- |" * len(args.algos.split(",")))
     for pipeline_name in args.datasets.split(","):

@@ -19,6 +19,7 @@ import numpy as np
 from jaxmtf.sim import env as E
 from jaxmtf.sim import policies as P
 from jaxmtf.sim.rollout import evaluate, rollout
+from jaxmtf.stats import ci95_label, paired_difference
 
 
 def bench(fn, num_users, steps, reps):
@@ -56,12 +57,11 @@ def sequential(gens=10, pop=64, elite=8, users=500, eval_users=8000):
     sw = P.bounce_switch_policy(params)
     adapt = np.asarray(evaluate(key, params, sw.apply, P.default_switch_params(params), eval_users)["undiscounted"],
                        np.float64)
-    d = adapt - static
-    se = d.std(ddof=1) / np.sqrt(len(d))
+    diff, half = paired_difference(adapt, static)  # over the paired users: the normal interval
     print(f"fresh paired users ({eval_users}): static {static.mean():.1f}, switch {adapt.mean():.1f}, "
-          f"diff {d.mean():.1f} (95% CI {d.mean() - 1.96 * se:.1f} .. {d.mean() + 1.96 * se:.1f}), "
-          f"relative {d.mean() / static.mean():.1%} (CI {(d.mean() - 1.96 * se) / static.mean():.1%} .. "
-          f"{(d.mean() + 1.96 * se) / static.mean():.1%})")
+          f"diff {diff:.1f} ({ci95_label('users', eval_users)}: {diff - half:.1f} .. {diff + half:.1f}), "
+          f"relative {diff / static.mean():.1%} (CI {(diff - half) / static.mean():.1%} .. "
+          f"{(diff + half) / static.mean():.1%})")
     for name, a in (("click-greedy", E.click_greedy_action(params)), ("satisfaction", E.satisfaction_action(params)),
                     ("baseline", E.baseline_action(params))):
         r = evaluate(key, params, fixed, a, eval_users)

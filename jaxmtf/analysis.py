@@ -55,8 +55,13 @@ def hparam_columns(df: pd.DataFrame) -> List[str]:
     return [c for c in constant_within if df.groupby("run")[c].nunique(dropna=False).max() > 1]
 
 
-def aggregate(df: pd.DataFrame, metric: str, by=None) -> pd.DataFrame:
-    """Mean, std, 95% CI (normal approx.) and count of `metric` over seeds, per step and setting."""
+def aggregate(df: pd.DataFrame, metric: str, by=None, over: str = "seeds") -> pd.DataFrame:
+    """Mean, std, 95% CI half-width (`ci95`) and count of `metric` over seeds, per step and setting.
+
+    The rows that each group pools are seeds, a handful, so `ci95` is the Student-t interval
+    (t_{0.975, count-1}; `stats.t_halfwidth`), NaN for a group of one. `over` says otherwise when the rows
+    are users or episodes (normal approximation); `stats.ci95_label(over, out["count"])` is the header text.
+    """
     if df.empty:
         raise ValueError("no rows to aggregate (did the run log any?)")
     if metric not in df:
@@ -64,7 +69,7 @@ def aggregate(df: pd.DataFrame, metric: str, by=None) -> pd.DataFrame:
     by = list(by) if by is not None else ["run", "algo", "hparam_index", "step"] + hparam_columns(df)
     grouped = df.groupby(by, dropna=False)[metric]
     out = grouped.agg(["mean", "std", "count"]).reset_index()
-    out["ci95"] = stats.ci95_halfwidth(out["std"], out["count"].clip(lower=1))
+    out["ci95"] = stats.ci95_halfwidth(out["std"], out["count"], over=over)
     return out
 
 
@@ -199,12 +204,12 @@ def performance_profiles(matrices: Dict[str, np.ndarray], taus, reps: int = 2000
 
 
 def learning_curves(evals: pd.DataFrame, metric: str = "undiscounted_return") -> pd.DataFrame:
-    """Mean and 95% CI over seeds of `metric` per (variant, dataset, step)."""
+    """Mean and 95% CI (Student-t) over seeds of `metric` per (variant, dataset, step)."""
     return aggregate(evals, metric, by=["variant", "dataset", "step"])
 
 
 def overestimation_curves(evals: pd.DataFrame) -> pd.DataFrame:
-    """Q(s0, pi(s0)) against the true discounted return from s0, over training: mean and 95% CI over seeds of
+    """Q(s0, pi(s0)) against the true discounted return from s0, over training: mean and 95% CI (Student-t) over seeds of
     both (the driver's evaluation logs them as q_estimate_initial and true_discounted_initial)."""
     by = ["variant", "dataset", "step"]
     estimate = aggregate(evals, "q_estimate_initial", by=by)
@@ -213,14 +218,18 @@ def overestimation_curves(evals: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_table(scores: pd.DataFrame, column: str = "score", with_ci: bool = False) -> pd.DataFrame:
-    """Variant x dataset: the mean of `column` over seeds, or "mean ± 95% CI" strings with `with_ci`."""
+    """Variant x dataset: the mean of `column` over seeds, or "mean ± 95% CI" strings with `with_ci`: the
+    Student-t interval over the seeds, which the header (the columns' name) states with their number, e.g.
+    "dataset: mean ± 95% CI (Student-t over 3 seeds)"."""
     table = aggregate(scores, column, by=["variant", "dataset"])
     means = table.pivot(index="variant", columns="dataset", values="mean")
     if not with_ci:
         return means
     ci = table.pivot(index="variant", columns="dataset", values="ci95")
-    return pd.DataFrame({d: [f"{m:.1f} ± {c:.1f}" for m, c in zip(means[d], ci[d])] for d in means},
-                        index=means.index)
+    out = pd.DataFrame({d: [f"{m:.1f} ± {c:.1f}" for m, c in zip(means[d], ci[d])] for d in means},
+                       index=means.index)
+    out.columns.name = f"dataset: mean ± {stats.ci95_label('seeds', table['count'])}"
+    return out
 
 
 def ope_score_table(report: Dict) -> pd.DataFrame:

@@ -4,7 +4,8 @@ Collects a logged dataset in the simulator, finds the best static fusion
 weights with CEM, trains the configured offline agent for several seeds in
 one program, and scores every policy on the same fresh users with the same
 keys (common random numbers). Two tables: each policy's mean return with its
-95% CI over users, and, because every row met the same users, the paired
+95% CI over users (normal approximation; the seeds' mean row: Student-t over
+the seeds, a handful), and, because every row met the same users, the paired
 differences of each learned seed (and of their mean) from the behaviour
 policy and from the static weights (and of the CEM winner from the baseline
 it starts at): the per-user difference cancels what the rows share (which
@@ -22,7 +23,7 @@ from jaxmtf import evaluation, pipeline, rundir
 from jaxmtf.data import collect
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies
-from jaxmtf.stats import ci95_halfwidth, paired_difference
+from jaxmtf.stats import ci95_label, mean_ci95, paired_difference
 
 BASELINE_ROW = "production baseline weights"
 # The search's winner: at least the baseline on the search's held-out users, not necessarily beyond noise on the table's.
@@ -56,7 +57,7 @@ def run_demo(config, workdir: str) -> Dict[str, str]:
     # whether the search beat the baseline it starts from.
     baselines = [fixed_rows[0], _row(fixed_rows, BASELINE_ROW), _row(fixed_rows, STATIC_ROW)]
     paired = paired_differences(learned_rows + [_row(fixed_rows, STATIC_ROW)], baselines)
-    out = {"table": results_table(fixed_rows + learned_rows, env_params.task_names[:2]),
+    out = {"table": results_table(fixed_rows + learned_rows, env_params.task_names[:2], train_config.num_seeds),
            "paired_table": paired_table(paired, config.eval_users)}
     out["markdown"] = out["table"] + "\n\n" + out["paired_table"]
     with open(os.path.join(workdir, "results.md"), "w") as f:
@@ -105,7 +106,7 @@ def _score_policies(config, key, collect_config, env_params, static) -> List[Row
 
 
 def _score_learned(config, key, train_config, summary, env_params) -> List[Row]:
-    """One row per trained seed, then their mean (the table's row has the CI over seeds)."""
+    """One row per trained seed, then their mean (the table's row has the Student-t CI over seeds; NaN for one)."""
     evaluator = evaluation.make_agent_evaluator(
         summary["agent"], env_params, config.eval_users, config.eval_discount, with_user_returns=True
     )
@@ -116,7 +117,7 @@ def _score_learned(config, key, train_config, summary, env_params) -> List[Row]:
             for i, seed in enumerate(seeds)]
     across = {k: float(np.mean(v)) for k, v in stats.items()}
     returns = stats["undiscounted_return"]
-    across["undiscounted_return_ci95"] = float(ci95_halfwidth(np.std(returns, ddof=1), len(returns))) if len(returns) > 1 else float("nan")
+    across["undiscounted_return_ci95"] = mean_ci95(returns, over="seeds")[1]
     rows.append((f"{train_config.algo} mean over {len(seeds)} seeds{OVER_SEEDS}", across, user_returns.mean(0)))
     return rows
 
@@ -127,7 +128,8 @@ def _row(rows: List[Row], name: str) -> Row:
 
 def paired_differences(rows: List[Row], baselines: List[Row]) -> Dict[str, Dict[str, Dict[str, float]]]:
     """{row: {baseline row: {difference, ci95, low, high}}}: the per-user difference in undiscounted
-    return (row minus baseline), its mean and 95% CI over the users; a row is not compared with itself."""
+    return (row minus baseline), its mean and 95% CI over the users (normal approximation); a row is not
+    compared with itself."""
     out = {}
     for name, _, returns in rows:
         against = out.setdefault(name.removesuffix(OVER_SEEDS), {})
@@ -144,7 +146,7 @@ def paired_table(paired, num_users: int) -> str:
     baselines = list(dict.fromkeys(base for against in paired.values() for base in against))
     lines = [
         f"Paired on the same {num_users} users: row minus column, undiscounted return, mean and "
-        "95% CI over users (the seeds' mean: each user's return averaged over the seeds).",
+        f"{ci95_label('users', num_users)} (the seeds' mean: each user's return averaged over the seeds).",
         "",
         "| policy | " + " | ".join(f"vs {b}" for b in baselines) + " |",
         "|" + " --- |" * (1 + len(baselines)),
@@ -159,9 +161,14 @@ def _paired_cell(d) -> str:
     return "—" if d is None else f"{d['difference']:+.1f} ({d['low']:.1f} .. {d['high']:.1f})"
 
 
-def results_table(rows: List[Row], tasks) -> str:
-    """Each policy's return with its 95% CI over users (the seeds' mean: CI over seeds), as markdown."""
-    header = "| policy | return (undiscounted) | 95% CI | discounted return | session length | " + " | ".join(f"{t} rate" for t in tasks) + " |"
+def results_table(rows: List[Row], tasks, num_seeds: int = 0) -> str:
+    """Each policy's return with its 95% CI, as markdown: normal over the users; the seeds' mean row (its name
+    ends with OVER_SEEDS): Student-t over the `num_seeds` seeds. The CI column's header says both."""
+    ci = ci95_label("users", len(rows[0][2]))
+    if any(name.endswith(OVER_SEEDS) for name, _, _ in rows):
+        ci += f"; seeds' mean: {ci95_label('seeds', num_seeds or None)}"
+    header = (f"| policy | return (undiscounted) | ± {ci} | discounted return | session length | "
+              + " | ".join(f"{t} rate" for t in tasks) + " |")
     lines = [header, "|" + " --- |" * (5 + len(tasks))]
     for name, v, _ in rows:
         cells = [f"{v['undiscounted_return']:.1f}", f"± {v['undiscounted_return_ci95']:.1f}", f"{v['discounted_return']:.1f}",

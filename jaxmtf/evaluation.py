@@ -2,7 +2,9 @@
 
 `evaluate_policy` rolls any policy out on fresh users and reports the mean
 discounted and undiscounted return, session length, per-task positive rates
-(responses per item shown) and 95% confidence intervals over users;
+(responses per item shown) and 95% confidence intervals over users (the
+normal approximation: n is the number of users, hundreds and more;
+`stats.normal_halfwidth`; the `*_ci95` entries);
 `evaluate_policy_per_user` also returns each user's return, for paired
 comparisons of policies scored on the same users.
 
@@ -27,7 +29,7 @@ from jaxmtf import schema
 from jaxmtf.agents import common
 from jaxmtf.sim import envs
 from jaxmtf.sim.rollout import Trajectory, returns, rollout
-from jaxmtf.stats import ci95_halfwidth
+from jaxmtf.stats import normal_halfwidth
 
 
 class EvaluationError(ValueError):
@@ -75,14 +77,15 @@ def check_policy(env_params, policy_fn, policy_params) -> None:
 
 
 def _summarise(traj: Trajectory, per_user: Dict[str, jax.Array], env_params) -> Dict[str, jax.Array]:
-    """Means and 95% CI half-widths over users of one trajectory batch, from its per-user `returns`."""
+    """Means and 95% CI half-widths over users (normal approximation) of one trajectory batch, from its
+    per-user `returns`."""
     num_users = traj.rewards.shape[1]
     out = {}
     for name in ("discounted", "undiscounted", "length"):
         x = per_user[name].astype(jnp.float32)
         out[f"{name}_return" if name != "length" else "session_length"] = jnp.mean(x)
         out[f"{name}_return_ci95" if name != "length" else "session_length_ci95"] = (
-            ci95_halfwidth(jnp.std(x, ddof=1), num_users)
+            normal_halfwidth(jnp.std(x, ddof=1), num_users)  # over users: normal
         )
     # Per-task positive rate per item shown: responses / (valid steps x slate size; x 1 for a day's decision).
     items_shown = jnp.sum(traj.valid) * envs.of(env_params).items_per_step(env_params)

@@ -8,8 +8,9 @@ the production baseline; static weights from a small CEM started at the
 baseline; BatchRL-MTF (one round of mixed data, BCQ); IntegratedRL-MTF after
 each of its rounds; TD3+BC and CQL trained on all of IntegratedRL-MTF's data
 (each seed on its own chain's data). Learned rows: mean over seeds with the
-95% CI over seeds; fixed rows: the CI over users. Plus the exploration cost
-of every collecting policy per round (its true return minus the baseline's).
+95% CI over seeds (Student-t: a handful of seeds); fixed rows: the CI over
+users (normal approximation). Plus the exploration cost of every collecting
+policy per round (its true return minus the baseline's; over seeds, Student-t).
 The sizes (SIZES, the benchmark's) are cut to fit ~25 minutes of a shared
 2-core CPU; the README states them. SMALL_SIZES is CI's (minutes).
 """
@@ -22,7 +23,7 @@ import numpy as np
 from jaxmtf import evaluation, pipeline, progressive
 from jaxmtf.data import collect
 from jaxmtf.sim import policies
-from jaxmtf.stats import ci95_halfwidth
+from jaxmtf.stats import ci95_label, mean_ci95
 from launch.configs import batchrl_mtf, cql, integrated_rl, search_static, td3_bc
 
 SIZES = dict(num_seeds=5, num_updates=3_000, chunk_size=500, checkpoint_every=1_500, hidden=(64, 64),
@@ -47,8 +48,9 @@ def _shrink(config, sizes, rounds=None):
 
 
 def _over_seeds(values):
-    x = np.asarray(values, np.float64)
-    return {"mean": float(x.mean()), "ci95": float(ci95_halfwidth(x.std(ddof=1), x.size)), "per_seed": x.tolist()}
+    """Mean and Student-t 95% CI over the seeds (NaN for one seed)."""
+    mean, half = mean_ci95(values, over="seeds")
+    return {"mean": mean, "ci95": half, "per_seed": np.asarray(values, np.float64).reshape(-1).tolist()}
 
 
 def _learned_row(stats):
@@ -56,6 +58,7 @@ def _learned_row(stats):
 
 
 def _fixed_row(summary):
+    """evaluation's summary: its `*_ci95` are normal intervals over the users."""
     return {m: {"mean": summary[m], "ci95": summary.get(f"{m}_ci95")} for m in METRICS}
 
 
@@ -127,11 +130,21 @@ def _cell(v):
     return fmt.format(v["mean"], v["ci95"])
 
 
+def interval_note(out) -> str:
+    """What the ± of `markdown`'s tables are over, with their counts."""
+    sizes = out["sizes"]
+    return (f"Learned rows and exploration costs: mean ± {ci95_label('seeds', sizes['num_seeds'])}; "
+            f"fixed rows (baseline, static weights): ± {ci95_label('users', sizes['eval_users'])}.")
+
+
 def markdown(out) -> str:
-    lines = ["| policy | true return | session length | long-view rate |", "| --- | --- | --- | --- |"]
+    """The comparison's two tables, after a line that says what their intervals are over (`interval_note`)."""
+    lines = [interval_note(out), "", "| policy | true return (± 95% CI) | session length | long-view rate |",
+             "| --- | --- | --- | --- |"]
     for name, row in out["rows"].items():
         lines.append(f"| {name} | " + " | ".join(_cell(row[m]) for m in METRICS) + " |")
-    lines += ["", "| collecting policy | exploration cost (baseline return minus its return) |", "| --- | --- |"]
+    lines += ["", f"| collecting policy | exploration cost (baseline return minus its return; box rounds: ± "
+                  f"{ci95_label('seeds', out['sizes']['num_seeds'])}) |", "| --- | --- |"]
     for name, v in out["exploration_cost"].items():
         lines.append(f"| {name} | {_cell(v)} |")
     return "\n".join(lines)

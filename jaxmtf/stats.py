@@ -1,28 +1,119 @@
 """The one confidence-interval helper of the package (evaluation, analysis, demo and benchmarks use it).
 
-Normal-approximation 95% intervals of a mean: mean +- Z_95 * std / sqrt(n).
-`ci95_halfwidth` is written with `** 0.5` so that it works on numpy and jax
-arrays (inside jit too) and on pandas Series alike; `paired_difference`
-applies it to per-sample differences (host-side, numpy).
+95% intervals of a mean, mean +- q * std / sqrt(n) with std the sample standard
+deviation (ddof=1), and q chosen by what the n samples are (`over`):
+
+* ``over="seeds"`` (training seeds, a handful): Student-t, q = t_{0.975, n-1}
+  (`t_halfwidth`): 12.71 for n = 2, 4.30 for n = 3, 3.18 for n = 4, 2.78 for
+  n = 5, 2.26 for n = 10. The normal 1.96 would make the interval 1.4-2.2x
+  too narrow at 3-5 seeds.
+* ``over="users"`` or ``"episodes"`` (hundreds and more): the normal
+  approximation, q = Z_95 = 1.96 (`normal_halfwidth`); t_{0.975, 999} is
+  1.962, so the difference is below rounding there.
+
+`ci95_halfwidth(std, count, over=...)` picks between the two; `over` has no
+default, so every caller says what its sample is. `mean_ci95(values, over=...)`
+does the same from the sample itself; `ci95_label(over, count)` is the text
+that tables put in their headers ("95% CI (Student-t over 4 seeds)").
+
+The rule for n < 2: the half-width is NaN (one seed or user says nothing
+about the spread: no interval, rather than a zero one that claims
+certainty, and no error, so that a one-seed run still tabulates).
+
+The half-widths are written with `** 0.5` so that they work on numpy and jax
+arrays and on pandas Series alike; `normal_halfwidth` also inside jit (a
+concrete `count`); `t_halfwidth` takes its quantile from scipy, so its `count`
+must be concrete (host values: seeds are counted outside jit).
+`paired_difference` applies the normal interval to per-user differences
+(host-side, numpy).
 """
 import numpy as np
+import scipy.stats
 
 Z_95 = 1.959963984540054  # the 0.975 quantile of the standard normal
 
+# What a sample can be over, and the interval each gets.
+STUDENT_T, NORMAL = "Student-t", "normal"
+OVER = {"seeds": STUDENT_T, "users": NORMAL, "episodes": NORMAL}
 
-def ci95_halfwidth(std, count):
-    """Half-width of the normal-approximation 95% CI of a mean: Z_95 * std / sqrt(count)."""
-    return Z_95 * std / count**0.5
+
+def _defined(count):
+    """1 where count >= 2, NaN elsewhere (the n < 2 rule), shaped like `count`."""
+    return np.where(np.asarray(count) >= 2, 1.0, np.nan)
+
+
+def _sqrt_count(count):
+    return np.maximum(np.asarray(count, np.float64), 1.0) ** 0.5  # count 0 gives NaN through _defined, not 1/0
+
+
+def _factor(f):
+    """A scalar factor as a Python float: weakly typed, so float32 jax arrays stay float32."""
+    return float(f) if np.ndim(f) == 0 else f
+
+
+def t_quantile_95(count):
+    """t_{0.975, count-1}, the Student-t quantile of a 95% CI of a mean of `count` samples; NaN for count < 2."""
+    df = np.asarray(count, np.float64) - 1.0
+    return scipy.stats.t.ppf(0.975, np.where(df >= 1.0, df, np.nan))
+
+
+def t_halfwidth(std, count):
+    """Half-width of the Student-t 95% CI of a mean over `count` seeds: t_{0.975, count-1} * std / sqrt(count).
+
+    `std` is the sample standard deviation (ddof=1). NaN where count < 2. `count` must be concrete (not traced).
+    """
+    return std * _factor(t_quantile_95(count) / _sqrt_count(count))
+
+
+def normal_halfwidth(std, count):
+    """Half-width of the normal-approximation 95% CI of a mean over `count` users or episodes (hundreds+):
+    Z_95 * std / sqrt(count). `std` is the sample standard deviation (ddof=1). NaN where count < 2."""
+    return std * _factor(Z_95 * _defined(count) / _sqrt_count(count))
+
+
+def ci95_halfwidth(std, count, *, over: str):
+    """95% CI half-width of a mean of `count` samples with sample std `std`: Student-t when `over` is "seeds",
+    normal when it is "users" or "episodes" (module docstring). NaN where count < 2."""
+    return t_halfwidth(std, count) if _kind(over) == STUDENT_T else normal_halfwidth(std, count)
+
+
+def mean_ci95(values, *, over: str):
+    """(mean, 95% CI half-width) of a 1-D sample, as floats; `over` as in `ci95_halfwidth`. NaN half-width for
+    fewer than 2 values (and a NaN mean for none)."""
+    x = np.asarray(values, np.float64).reshape(-1)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    std = x.std(ddof=1) if x.size > 1 else np.nan
+    return float(x.mean()), float(ci95_halfwidth(std, x.size, over=over))
+
+
+def ci95_label(over: str, count=None) -> str:
+    """What a table's interval is: "95% CI (Student-t over 4 seeds)", "95% CI (normal over 2000 users)".
+
+    `count` is one number, a collection of them (their range is shown when they differ), or None (no number).
+    """
+    kind = _kind(over)
+    if count is None:
+        n = ""
+    else:
+        counts = sorted({int(c) for c in np.atleast_1d(np.asarray(count))})
+        n = f"{counts[0]} " if len(counts) == 1 else f"{counts[0]}-{counts[-1]} "
+    return f"95% CI ({kind} over {n}{over})"
+
+
+def _kind(over: str) -> str:
+    if over not in OVER:
+        raise ValueError(f"over={over!r}: expected one of {sorted(OVER)} (what the interval's samples are)")
+    return OVER[over]
 
 
 def paired_difference(x, y):
-    """(mean, 95% CI half-width) of x - y over paired samples, e.g. two policies' returns on the same users.
+    """(mean, 95% CI half-width) of x - y over paired users, e.g. two policies' returns on the same users.
 
     Pairing removes what the samples share (which users were drawn), so the
-    interval is that of the difference, not of either mean.
+    interval is that of the difference, not of either mean. Normal approximation (the pairs are users).
     """
-    d = np.asarray(x, np.float64) - np.asarray(y, np.float64)
-    return float(d.mean()), float(ci95_halfwidth(d.std(ddof=1), d.size))
+    return mean_ci95(np.asarray(x, np.float64) - np.asarray(y, np.float64), over="users")
 
 
 # ------------------------------------------------------------------ aggregate metrics (Agarwal et al. 2021)

@@ -117,7 +117,7 @@ def markdown_summary(workdir: str) -> str:
     over = over.pivot(index="variant", columns="dataset", values="mean").round(1)
     cells = result["index"][["cell", "seconds", "updates_per_second", "diverged_runs"]].set_index("cell")
     return "\n\n".join([
-        "Normalised true return (mean ± 95% CI over seeds):\n\n" + markdown_table(scores),
+        f"Normalised true return ({scores.columns.name.removeprefix('dataset: ')}):\n\n" + markdown_table(scores),
         "Aggregates over datasets (stratified bootstrap 95% CIs):\n\n" + markdown_table(aggregates),
         "Q(s0, pi(s0)) minus the true discounted return at the last evaluation:\n\n" + markdown_table(over),
         "Cells (wall seconds, updates/s over all runs of the cell, runs diverged):\n\n" + markdown_table(cells),

@@ -1,5 +1,6 @@
 """jaxmtf.analysis reads run directories (the study notebooks: tests/test_notebooks.py)."""
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import small_config
 
@@ -32,10 +33,26 @@ def test_load_and_aggregate_over_seeds(run_dir):
     row = curve[(curve["step"] == 20) & (curve["discount"] == 0.9)].iloc[0]
     by_hand = metrics[(metrics["step"] == 20) & (metrics["discount"] == 0.9)]["critic_loss"].to_numpy()
     np.testing.assert_allclose(row["mean"], by_hand.mean(), rtol=1e-6)
-    np.testing.assert_allclose(row["ci95"], 1.959964 * by_hand.std(ddof=1) / np.sqrt(2), rtol=1e-6)
+    # Two seeds: Student-t with 1 degree of freedom, t_{0.975, 1} = 12.706.
+    np.testing.assert_allclose(row["ci95"], 12.706205 * by_hand.std(ddof=1) / np.sqrt(2), rtol=1e-6)
     assert set(analysis.final(evals)["step"]) == {20}
     with pytest.raises(KeyError, match="metric 'nope' not logged"):
         analysis.aggregate(metrics, "nope")
+
+
+def test_score_table_intervals_are_student_t_over_seeds_and_say_so():
+    scores = pd.DataFrame({"variant": ["a"] * 3 + ["b"] * 3, "dataset": ["d"] * 6, "seed": [0, 1, 2] * 2,
+                           "score": [1.0, 2.0, 6.0, 10.0, 10.0, 10.0]})
+    table = analysis.aggregate(scores, "score", by=["variant", "dataset"])
+    # a: mean 3, std sqrt(7), 3 seeds: t_{0.975, 2} = 4.303, so 4.303 sqrt(7) / sqrt(3) = 6.57 (the normal: 2.99).
+    np.testing.assert_allclose(table["ci95"], [4.302653 * np.sqrt(7.0) / np.sqrt(3.0), 0.0], rtol=1e-6)
+    out = analysis.score_table(scores, with_ci=True)
+    assert out.loc["a", "d"] == "3.0 ± 6.6" and out.loc["b", "d"] == "10.0 ± 0.0"
+    assert out.columns.name == "dataset: mean ± 95% CI (Student-t over 3 seeds)"
+    one_seed = analysis.aggregate(scores[scores["seed"] == 0], "score", by=["variant", "dataset"])
+    assert one_seed["ci95"].isna().all()  # one seed: no interval (NaN), not a zero one
+    users = analysis.aggregate(scores, "score", by=["variant", "dataset"], over="users")
+    np.testing.assert_allclose(users["ci95"], [1.959964 * np.sqrt(7.0) / np.sqrt(3.0), 0.0], rtol=1e-6)
 
 
 def test_not_a_run_directory(tmp_path):

@@ -27,6 +27,11 @@ def test_demo_writes_the_results_table(tmp_path):
     assert names[4:] == ["td3_bc seed 0", "td3_bc seed 1", "td3_bc mean over 2 seeds (CI over seeds)"]
     results = json.load(open(tmp_path / "results.json"))
     assert all(results[name]["session_length"] >= 1 for name in names)
+    # Rows' CIs are over the 16 users (normal); the seeds' mean row's over the 2 seeds (Student-t, df 1: 12.706).
+    assert "| ± 95% CI (normal over 16 users); seeds' mean: 95% CI (Student-t over 2 seeds) |" in lines[0]
+    per_seed = [results[name]["undiscounted_return"] for name in names[4:6]]
+    np.testing.assert_allclose(results[names[6]]["undiscounted_return_ci95"],
+                               12.706205 * np.std(per_seed, ddof=1) / np.sqrt(2), rtol=1e-4)
     assert (tmp_path / "results.md").read_text().strip() == out["markdown"]
     assert out["markdown"] == table + "\n\n" + out["paired_table"]
     assert (tmp_path / "train" / "eval.jsonl").exists() and (tmp_path / "data" / "mixed.json").exists()

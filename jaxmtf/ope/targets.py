@@ -39,7 +39,7 @@ from jaxmtf.run_config import hparam_grid
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import notification_policies, policies
 from jaxmtf.sim.rollout import evaluate as rollout_returns
-from jaxmtf.stats import ci95_halfwidth
+from jaxmtf.stats import normal_halfwidth
 
 NAMED = ("baseline", "random", "switch", "noisy_switch")
 NAMED_DISCRETE = ("random", "rule")  # the notification simulator's
@@ -217,13 +217,14 @@ def target_log_prob(group: PolicyGroup, obs, actions, target_sigma: float, num_a
 
 
 def true_values(group: PolicyGroup, env_params, key, num_users: int, discount: float) -> Dict[str, np.ndarray]:
-    """Simulator ground truth of every policy, on the same users: {"true_discounted", ...: [G]}."""
+    """Simulator ground truth of every policy, on the same users: {"true_discounted", ...: [G]};
+    "true_discounted_ci95" is the 95% CI half-width over the users (normal approximation)."""
 
     def one(params, key):
         per_user = rollout_returns(key, env_params, group.policy.apply, params, num_users, discount=discount)
         d, u = per_user["discounted"], per_user["undiscounted"]
         return {
-            "true_discounted": d.mean(), "true_discounted_ci95": ci95_halfwidth(d.std(ddof=1), num_users),
+            "true_discounted": d.mean(), "true_discounted_ci95": normal_halfwidth(d.std(ddof=1), num_users),
             "true_undiscounted": u.mean(), "true_session_length": per_user["length"].mean(),
         }
 
