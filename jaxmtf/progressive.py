@@ -259,7 +259,12 @@ def _meta(config, obs_dim, act_dim, sizes) -> Dict[str, Any]:
     """What a round's checkpoints record; restoring with another config fails naming the field."""
     return {"algo": config.algo, "agent": config.agent.to_dict(), "obs_dim": obs_dim, "act_dim": act_dim,
             "num_transitions": sizes, "seeds": seeds_of(config), "batch_size": int(config.batch_size),
-            "chunk_size": int(config.chunk_size), "warm_start": config.progressive.get("warm_start", "none")}
+            "chunk_size": int(config.chunk_size), "warm_start": _warm_start_mode(config)}
+
+
+def _warm_start_mode(config) -> str:
+    """progressive.warm_start, "none" for a config without a progressive section (training on given data)."""
+    return config.progressive.get("warm_start", "none") if "progressive" in config else "none"
 
 
 def warm_start_fn(config, deployed) -> Optional[Any]:
@@ -269,7 +274,7 @@ def warm_start_fn(config, deployed) -> Optional[Any]:
     states start fresh. Agents without those fields (BCQ's perturbation actor is `actor` too) take what
     they have of them.
     """
-    mode = config.progressive.get("warm_start", "none")
+    mode = _warm_start_mode(config)
     if deployed is None or mode == "none":
         return None
     names = ("actor", "actor_target") + (("critic", "critic_target") if mode == "actor_critic" else ())
@@ -475,7 +480,7 @@ def run_progressive(config, workdir: str, stop_after: Optional[Tuple[int, int]] 
             continue
         behaviour()  # before training replaces `last`: the collecting policy explores around round k-1's
         stop = stop_after[1] if stop_after is not None and stop_after[0] == k else None
-        warm = k > 1 and config.progressive.get("warm_start", "none") != "none"
+        warm = k > 1 and _warm_start_mode(config) != "none"
         deployed = restore_deployed()[1] if warm else None
         summary = train_per_seed(config, train_sets, os.path.join(round_dir, "train"), eval_fn, stop, deployed)
         if not summary["finished"]:
