@@ -171,13 +171,21 @@ def main(argv):
               "intervals": "return_ci95: Student-t 95% over seeds (baseline: normal over users); paired_*: "
                            "[mean, low, high], Student-t over seeds of per-seed differences on the same users",
               "wall_seconds": {**wall, "total": time.time() - start},
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+              "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(),
                           "backend": jax.default_backend()},
               "command": " ".join(sys.argv)}
     os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
     with open(_OUT.value, "w") as f:
         json.dump(result, f, indent=2)
     print(markdown(result))
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def markdown(result) -> str:

@@ -76,8 +76,43 @@ def test_batchrl_mtf_config_runs_one_round_of_mixed_data(tmp_path):
                                result["references"]["BatchRL-MTF mixture"]["undiscounted_return"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("field,value", [("rounds", 0), ("exploration", "gaussian"), ("train_on", "last"),
+@pytest.mark.parametrize("field,value", [("rounds", 0), ("exploration", "gaussian"), ("train_on", "last"), ("warm_start", "critic"),
                                          ("box_half_width", 0.3)])
 def test_bad_progressive_config_names_the_field(tmp_path, field, value):
     with pytest.raises(ConfigError, match=f"progressive.{field}"):
         progressive.run_progressive(tiny_config(**{field: value}), str(tmp_path))
+
+
+def test_warm_start_copies_the_deployed_actor_and_keeps_fresh_critics():
+    from jaxmtf import training
+    from jaxmtf.agents import make_agent
+
+    config = tiny_config()
+    config.agent.reward_groups = ()
+    agent = make_agent(config, 3, 2)
+    fresh = training.init_run_state(agent, [0, 1], 1)
+    deployed = training.init_run_state(agent, [7, 8], 1).agent  # other seeds: other networks
+    warmed = progressive.warm_start_fn(config, deployed)(fresh)
+    for x, y in zip(_leaves(warmed.agent.actor), _leaves(deployed.actor)):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(_leaves(warmed.agent.actor_target), _leaves(deployed.actor)):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(_leaves(warmed.agent.critic), _leaves(fresh.agent.critic)):
+        np.testing.assert_array_equal(x, y)
+    config.progressive.warm_start = "actor_critic"
+    both = progressive.warm_start_fn(config, deployed)(fresh)
+    for x, y in zip(_leaves(both.agent.critic), _leaves(deployed.critic)):
+        np.testing.assert_array_equal(x, y)
+    config.progressive.warm_start = "none"
+    assert progressive.warm_start_fn(config, deployed) is None
+
+
+def test_budget_is_split_over_the_rounds(tmp_path):
+    config = tiny_config(budget_sessions=17)
+    assert progressive.sessions_per_round(config) == 8
+    with pytest.raises(ConfigError, match="progressive.budget_sessions"):
+        progressive.run_progressive(tiny_config(budget_sessions=1), str(tmp_path / "a"))
+    legacy = tiny_config()
+    legacy.progressive.num_users = 8
+    with pytest.raises(ConfigError, match="progressive.num_users"):
+        progressive.run_progressive(legacy, str(tmp_path / "b"))
