@@ -66,3 +66,16 @@ def tiny_dataset():
 @pytest.fixture(scope="session")
 def tiny_discrete_dataset():
     return discrete_one_step_dataset(num_transitions=256, obs_dim=3, num_actions=4, seed=0)
+
+
+class CompiledAgent:
+    """An agent's functions, each jitted once (tests of one algorithm share it through a module fixture)."""
+
+    def __init__(self, config, obs_dim, act_dim):
+        from jaxmtf.agents import make_agent
+
+        self.config = config
+        self.agent = make_agent(config, obs_dim, act_dim)
+        self.init = jax.jit(self.agent.init)
+        self.update = jax.jit(self.agent.update)
+        self.act = jax.jit(self.agent.act)

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import CompiledAgent
 
 from jaxmtf import networks
 from jaxmtf.agents import iql, make_agent
@@ -31,13 +32,8 @@ def _config(**agent_overrides):
     return config
 
 
-class Compiled:
-    def __init__(self, config):
-        self.config = config
-        self.agent = make_agent(config, OBS_DIM, ACT_DIM)
-        self.init = jax.jit(self.agent.init)
-        self.update = jax.jit(self.agent.update)
-        self.act = jax.jit(self.agent.act)
+def Compiled(config):  # noqa: N802 (reads as the class it builds)
+    return CompiledAgent(config, OBS_DIM, ACT_DIM)
 
 
 @pytest.fixture(scope="module")
