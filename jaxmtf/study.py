@@ -16,7 +16,7 @@ SCALES = ("small", "full")
 # The study's dataset that OPE evaluates on: one with behaviour densities (so every estimator runs) over a
 # wide support (mixed: half uniform, half around the expert); small scale has only random and expert.
 OPE_DATASET = {"small": "random", "full": "mixed"}
-MTF_RESULTS = "benchmarks/results/mtf_comparison_cpu.json"  # the full-scale run of benchmarks/mtf_comparison.py
+MTF_RESULTS = "benchmarks/results/mtf_progressive.json"  # the full-scale run of benchmarks/mtf_progressive.py
 
 
 def scale() -> str:
@@ -92,16 +92,17 @@ def run_ope(scale_name: str, workdir: str, dataset: Optional[str] = None) -> Dic
 
 
 def mtf_methods(scale_name: str) -> Dict[str, Any]:
-    """Static CEM vs BatchRL-MTF vs IntegratedRL-MTF's rounds, with exploration costs (jaxmtf.mtf_comparison).
+    """IntegratedRL-MTF's rounds against BatchRL-MTF, IQL, TD3+BC, CQL, static CEM and the baseline at equal
+    session budgets (jaxmtf.mtf_comparison).
 
-    Full scale reads the recorded run of benchmarks/mtf_comparison.py (MTF_RESULTS: 42 minutes of a 2-core
-    CPU, too long to repeat inside a notebook); small scale runs every row now at CI's sizes.
+    Full scale reads the recorded run of benchmarks/mtf_progressive.py (MTF_RESULTS: over an hour of a 2-core
+    CPU, too long to repeat inside a notebook); small scale runs every kind of row now at CI's sizes.
     """
     from jaxmtf import mtf_comparison
 
     if scale_name == "full":
         return rundir.read_json(MTF_RESULTS)
-    return mtf_comparison.compare(os.path.join(study_dir(scale_name), "mtf_comparison"), mtf_comparison.SMALL_SIZES)
+    return mtf_comparison.run(os.path.join(study_dir(scale_name), "mtf_progressive"), mtf_comparison.SMALL_SIZES)
 
 
 def markdown_summary(workdir: str) -> str:

@@ -34,6 +34,8 @@ VARIANTS = {
     "one_group": ({"reward_groups": ()}, {}),  # one critic group on the scalar reward
     "td3_bc_scaling": ({"q_scaling": "td3_bc"}, {}),  # lambda = alpha / mean|Q| on the Q terms
     "no_warm_start": ({}, {"warm_start": "none"}),  # every round from a fresh actor
+    # Not an earlier choice: what a wider trusted region buys (the box of the data and of the agent, 0.3).
+    "wide_box": ({"box_half_width": 0.3}, {"box_half_width": 0.3}),
     # The implementation before issue 19, all choices at once.
     "earlier": ({"box_anchor": "logged_action", "penalty_shape": "quadratic", "policy_noise": 0.2,
                  "target_reduction": "min", "num_critics": 4, "reward_groups": (), "q_scaling": "td3_bc",
