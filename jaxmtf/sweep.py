@@ -181,6 +181,10 @@ def collection_config(config, pipeline_name: str):
             collect_config[name] = value
         else:
             raise ConfigError(f"sweep config field 'collect.{name}': not a collection config field")
+    try:
+        collect.validate_config(collect_config)
+    except ConfigError as e:  # the sweep's `collect` overrides are where a user set it
+        raise ConfigError("sweep " + str(e).replace("config field '", "config field 'collect.", 1)) from None
     return collect_config
 
 

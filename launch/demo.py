@@ -8,11 +8,11 @@ program, and scores everything on the same fresh users. Prints the table and
 writes it to WORKDIR/results.md (and results.json), with the paired differences of
 the learned seeds from the behaviour policy and from the best static weights.
 """
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from jaxmtf import demo
-from launch import logs
+from launch import common, logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/demo.py", "Demo config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of the demo.")
@@ -26,4 +26,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main)

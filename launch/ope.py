@@ -5,7 +5,7 @@
 
 Writes ope.jsonl, ope_report.json and the FQE run directory fqe/ into --workdir.
 """
-from absl import app, logging
+from absl import logging
 
 from jaxmtf import pipeline
 from jaxmtf.ope.episodes import OPEDataError
@@ -27,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main)

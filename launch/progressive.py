@@ -6,7 +6,7 @@
 Re-running the same command on the same workdir resumes where it stopped
 (mid-round included). The run directory: see jaxmtf/progressive.py.
 """
-from absl import app, logging
+from absl import logging
 
 from jaxmtf import progressive
 from launch import common
@@ -30,4 +30,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main)

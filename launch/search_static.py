@@ -7,11 +7,11 @@ held-out score and its full evaluation, and the search history.
 """
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from jaxmtf import rundir
-from jaxmtf import pipeline
+from jaxmtf import pipeline, rundir
+from launch import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Search config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for static_weights.json.")
@@ -27,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main)

@@ -9,7 +9,7 @@ skips finished cells and resumes the others exactly; SIGTERM/SIGINT stop
 after the current chunk of the current cell (exit 143/130). Exit 2 if a cell
 was refused (its message is in the log and in sweep.json).
 """
-from absl import app, logging
+from absl import logging
 
 from jaxmtf import sweep
 from launch import common
@@ -29,4 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main)

@@ -8,7 +8,7 @@ checkpoint; SIGTERM or SIGINT checkpoints after the current chunk and exits
 with 128 + the signal's number (143, 130), and the same command resumes. Writes config.json, metrics.jsonl, eval.jsonl, checkpoints/ and
 summary.json into --workdir. Multi-host: see launch/distributed.py.
 """
-from absl import app, logging
+from absl import logging
 
 from jaxmtf import pipeline
 from launch import common, distributed
@@ -28,4 +28,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main)

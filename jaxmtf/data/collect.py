@@ -28,6 +28,7 @@ policy, the simulator parameters (enough to rebuild the simulator), the seed
 and the behaviour policy's true value in the simulator.
 """
 import dataclasses
+import os
 import time
 from typing import Any, Dict, Tuple
 
@@ -36,12 +37,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmtf import evaluation, online
+from jaxmtf import evaluation, online, schema
 from jaxmtf.agents import make_agent
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import envs, notification_policies, policies
 from jaxmtf.sim.rollout import flatten_valid, rollout
+from jaxmtf.run_config import ConfigError
 from jaxmtf.types import Dataset
 
 PIPELINES = (
@@ -50,6 +52,84 @@ PIPELINES = (
 )  # the MTF simulator's
 _ONLINE_PIPELINES = ("final_buffer", "concurrent", "imitation")
 NOTIFICATION_PIPELINES = ("random", "epsilon_greedy", "softmax")  # the notification simulator's
+
+
+# ----------------------------------------------------------------- the collection config's schema
+
+ONLINE_ALGOS = ("td3", "ddpg")  # the online behavioural agents (launch/configs names)
+# launch/configs/collect/base.py's fields, checked before anything is simulated or written.
+CONFIG_FIELDS = {
+    "pipeline": schema.string(),  # against the simulator's pipelines below
+    "simulator": schema.choice(tuple(envs.ENVIRONMENTS)),
+    "seed": schema.integer(0),
+    "num_users": schema.integer(1),
+    "env": schema.Field(lambda v: hasattr(v, "keys"), "a mapping of simulator parameter overrides", False),
+    "expert": schema.choice(("switch", "online")),
+    # 0 would make the Gaussian a point mass: no behaviour density for OPE or BCQ's data.
+    "noise_sigma": schema.real(0, lo_open=True),
+    "box_half_width": schema.real(0, 1, lo_open=True),
+    "epsilon": schema.real(0, 1),
+    "temperature": schema.real(0, lo_open=True),
+    "eval_users": schema.integer(2),  # a CI over users needs two
+    "eval_discount": schema.DISCOUNT,
+    "online": schema.Field(lambda v: hasattr(v, "keys"), "the online agent's fields", False),
+}
+ONLINE_FIELDS = {
+    "algo": schema.choice(ONLINE_ALGOS),
+    "learner_algo": schema.choice(("td3", "ddpg", "td3_bc", "bcq", "cql", "uwac", "iql")),
+    "num_envs": schema.integer(1),
+    "iterations": schema.integer(1),
+    "updates_per_iteration": schema.integer(0),
+    "batch_size": schema.integer(1),
+    "exploration_sigma": schema.real(0),
+    "random_iterations": schema.integer(0),
+    "log_every": schema.integer(1),
+}
+ONLINE_RULES = (
+    # The online loop runs whole chunks of log_every iterations: a remainder would be silently dropped.
+    schema.Rule(("iterations", "log_every"), lambda c: c["iterations"] % c["log_every"] == 0,
+                "iterations a multiple of log_every"),
+    schema.Rule(("num_envs", "iterations", "batch_size"), lambda c: c["num_envs"] * c["iterations"] >= c["batch_size"],
+                "num_envs * iterations (the buffer) >= batch_size"),
+)
+
+
+def validate_config(config) -> None:
+    """Refuses a bad collection config in one line (ConfigError naming the field) before anything runs."""
+    schema.check_fields(config, CONFIG_FIELDS, "", ConfigError)
+    simulator = config.get("simulator", "mtf")
+    known = NOTIFICATION_PIPELINES if simulator == "notifications" else PIPELINES
+    if config.pipeline not in known:
+        raise ConfigError(f"config field 'pipeline': got {config.pipeline!r}, expected one of {', '.join(known)} "
+                          f"with simulator {simulator!r}{schema.nearest(config.pipeline, known)}")
+    if "online" in config:
+        schema.check_fields(config.online, ONLINE_FIELDS, "online.", ConfigError)
+        schema.check_rules(config.online, ONLINE_RULES, "online.", ConfigError)
+    try:
+        env_params_from_config(config)
+    except (ValueError, TypeError) as e:  # an unknown simulator parameter, or one of the wrong kind
+        raise ConfigError(str(e).splitlines()[0].replace("simulator parameter '", "config field 'env.")) from None
+
+
+def check_output(path: str, overwrite: bool) -> None:
+    """Refuses, before collecting, an output that exists (unless `overwrite`), is a directory, or whose folder
+    cannot be created or written; `path` is the .npz (its .json sidecar beside it)."""
+    npz, sidecar = dataset_lib.paths(path)
+    for target in (npz, sidecar):
+        if os.path.isdir(target):
+            raise ConfigError(f"flag '--output': got {path!r}, whose {target!r} is a directory, expected a file path")
+        if os.path.exists(target) and not overwrite:
+            raise ConfigError(f"flag '--output': got {path!r}, which exists ({target}), expected a new path "
+                              "(or --overwrite to replace it)")
+    folder = os.path.dirname(os.path.abspath(npz))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"flag '--output': got {path!r}, but {existing!r} is a file, expected a folder there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"flag '--output': got {path!r}, but {existing!r} is not writable, expected a writable "
+                          "folder")
 
 
 # ----------------------------------------------------------------- simulator parameters in JSON
@@ -202,11 +282,8 @@ def _agent_config(algo: str):
 
 def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
     """Runs `config.pipeline`; returns the dataset and its provenance (the sidecar's)."""
+    validate_config(config)
     env = envs.named(config.get("simulator", "mtf"))
-    known = NOTIFICATION_PIPELINES if env.name == "notifications" else PIPELINES
-    if config.pipeline not in known:
-        raise ValueError(f"config field 'pipeline': got {config.pipeline!r}, expected one of {', '.join(known)} "
-                         f"with simulator {env.name!r}")
     env_params = env_params_from_config(config)
     key = jax.random.PRNGKey(config.seed)
     k_behaviour, k_collect, k_value = jax.random.split(key, 3)
@@ -253,7 +330,11 @@ def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
     return dataset, provenance
 
 
-def collect_and_save(config, path: str) -> Tuple[str, Dict[str, Any]]:
+def collect_and_save(config, path: str, overwrite: bool = True) -> Tuple[str, Dict[str, Any]]:
+    """Collects and writes `path` and its sidecar; the config and the output are checked first
+    (`overwrite=False`: an existing dataset is refused, as `launch.collect` does without --overwrite)."""
+    validate_config(config)
+    check_output(path, overwrite)
     dataset, provenance = collect(config)
     path = dataset_lib.save(path, dataset, provenance)
     logging.info(

@@ -222,7 +222,8 @@ def _sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def _paths(path: str) -> Tuple[str, str]:
+def paths(path: str) -> Tuple[str, str]:
+    """(the .npz, its .json sidecar) of a dataset path given with or without .npz."""
     stem = path[:-4] if path.endswith(".npz") else path
     return stem + ".npz", stem + ".json"
 
@@ -231,12 +232,10 @@ def save(path: str, dataset: Dataset, provenance: Optional[Dict[str, Any]] = Non
     """Writes `path` (.npz) and its JSON sidecar; returns the .npz path."""
     arrays = to_numpy(dataset)
     validate(arrays, dataset.task_names, dataset.num_actions)
-    npz_path, json_path = _paths(path)
+    npz_path, json_path = paths(path)
     os.makedirs(os.path.dirname(os.path.abspath(npz_path)), exist_ok=True)
-    # Write to temporary names and rename, so a crash never leaves a half file
-    # under the real name.
-    with open(npz_path + ".tmp", "wb") as f:
-        np.savez(f, **arrays)
+    # Write to temporary names and rename, so a crash never leaves a half file under the real name; a failed
+    # write (a full disk, a read-only folder) leaves no temporary file behind either.
     sidecar = {
         "format_version": FORMAT_VERSION,
         "num_transitions": dataset.size,
@@ -248,16 +247,23 @@ def save(path: str, dataset: Dataset, provenance: Optional[Dict[str, Any]] = Non
         },
         "provenance": provenance or {},
     }
-    with open(json_path + ".tmp", "w") as f:
-        json.dump(sidecar, f, indent=2, sort_keys=True, default=str)
-    os.replace(npz_path + ".tmp", npz_path)
-    os.replace(json_path + ".tmp", json_path)
+    try:
+        with open(npz_path + ".tmp", "wb") as f:
+            np.savez(f, **arrays)
+        with open(json_path + ".tmp", "w") as f:
+            json.dump(sidecar, f, indent=2, sort_keys=True, default=str)
+        os.replace(npz_path + ".tmp", npz_path)
+        os.replace(json_path + ".tmp", json_path)
+    finally:
+        for leftover in (npz_path + ".tmp", json_path + ".tmp"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
     return npz_path
 
 
 def read_sidecar(path: str) -> Dict[str, Any]:
     """The JSON sidecar of a dataset, checked for its required keys."""
-    _, json_path = _paths(path)
+    _, json_path = paths(path)
     if not os.path.exists(json_path):
         raise DatasetError(f"dataset sidecar '{json_path}': missing (every .npz needs its .json)")
     try:
@@ -278,7 +284,7 @@ def read_sidecar(path: str) -> Dict[str, Any]:
 
 def load(path: str, verify_checksums: bool = True) -> Dataset:
     """Reads and validates a dataset written by `save` (no pickle)."""
-    npz_path, _ = _paths(path)
+    npz_path, _ = paths(path)
     if not os.path.exists(npz_path):
         raise DatasetError(f"dataset file '{npz_path}': does not exist")
     sidecar = read_sidecar(path)
