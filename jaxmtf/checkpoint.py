@@ -216,20 +216,36 @@ def _first_line(error: Exception) -> str:
 WARN_ONLY_FIELDS = ("dataset_path",)
 
 
+# Not what a run is: the checksum guards the record itself; provenance (versions, commit, device) may change
+# between a run's starts.
+NOT_COMPARED = ("checksum", "provenance")
+
+
 def check_record(saved: Dict[str, Any], meta: Dict[str, Any], where: str) -> None:
     """Refuses a resume whose record differs from the saved one, naming the field and both values."""
     # In the record's own order: what a run is (algo, agent, data, normalisation) before what follows from it.
-    for field in [f for f in list(meta) + [f for f in saved if f not in meta] if f != "checksum"]:
+    for field in [f for f in list(meta) + [f for f in saved if f not in meta] if f not in NOT_COMPARED]:
         if saved.get(field) != _json_like(meta.get(field)):
+            field, now, was = _first_difference(field, _json_like(meta.get(field)), saved.get(field))
             if field in WARN_ONLY_FIELDS:
                 absl_logging.warning("%s: %s is %r, was %r (the data's checksum is unchanged)", where, field,
                                      meta.get(field), saved.get(field))
                 continue
             raise CheckpointError(
-                f"checkpoint field '{field}' in {where}: got {_json_like(meta.get(field))!r} in this run, expected "
-                f"the saved {saved.get(field)!r} (use a new --workdir, the original config, or "
+                f"checkpoint field '{field}' in {where}: got {now!r} in this run, expected "
+                f"the saved {was!r} (use a new --workdir, the original config, or "
                 "--config.force_new_run=True to start afresh)"
             )
+
+
+def _first_difference(field: str, now, was):
+    """(dotted name, this run's value, the saved value) of the first leaf that differs inside two records'
+    field: 'agent.alpha', 2.5, 5.0 rather than two whole agent dicts."""
+    if isinstance(now, dict) and isinstance(was, dict):
+        for key in list(now) + [k for k in was if k not in now]:
+            if now.get(key) != was.get(key):
+                return _first_difference(f"{field}.{key}", now.get(key), was.get(key))
+    return field, now, was
 
 
 def _json_like(value):

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmtf import evaluation, rundir, training
+from jaxmtf import evaluation, provenance, rundir, training
 from jaxmtf import checkpoint as checkpoint_lib
 from jaxmtf.agents import check_dataset, common, integrated_rl, make_agent, transition_fields
 from jaxmtf.data import collect
@@ -208,9 +208,9 @@ def round_data(config, env_params, round_dir: str, round_index: int, seeds, make
     for seed, arrays, path in zip(seeds, per_seed, paths):
         arrays["episode_ids"] = arrays["episode_ids"].astype(np.int32)
         dataset = dataset_lib.from_arrays(arrays, tuple(env_params.task_names))
-        provenance = {"pipeline": "progressive", "round": round_index, "seed": seed, "behaviour": description,
-                      "env_params": collect.env_params_to_dict(env_params), "num_transitions": dataset.size}
-        dataset_lib.save(path, dataset, provenance)
+        sidecar = {"pipeline": "progressive", "round": round_index, "seed": seed, "behaviour": description,
+                   "env_params": collect.env_params_to_dict(env_params), "num_transitions": dataset.size}
+        dataset_lib.save(path, dataset, sidecar)
         datasets.append(dataset)
     logging.info("%s: collected %s transitions per seed (%s)", round_dir, [d.size for d in datasets], description)
     return datasets
@@ -259,7 +259,8 @@ def _meta(config, obs_dim, act_dim, sizes) -> Dict[str, Any]:
     """What a round's checkpoints record; restoring with another config fails naming the field."""
     return {"algo": config.algo, "agent": config.agent.to_dict(), "obs_dim": obs_dim, "act_dim": act_dim,
             "num_transitions": sizes, "seeds": seeds_of(config), "batch_size": int(config.batch_size),
-            "chunk_size": int(config.chunk_size), "warm_start": _warm_start_mode(config)}
+            "chunk_size": int(config.chunk_size), "warm_start": _warm_start_mode(config),
+            "provenance": provenance.describe()}  # not compared on resume
 
 
 def _warm_start_mode(config) -> str:

@@ -52,7 +52,7 @@ from absl import logging as absl_logging
 
 from jaxmtf import agents
 from jaxmtf import checkpoint as checkpoint_lib
-from jaxmtf import rundir, workdir_lock
+from jaxmtf import provenance, rundir, workdir_lock
 from jaxmtf.agents import common, make_agent
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.run_config import ConfigError, check_action_space, check_against_dataset, hparam_grid, seed_group_field, validate_config
@@ -461,6 +461,7 @@ def run_record(config, dataset: Dataset, stats, seeds, hparam_labels) -> Dict[st
         "hparam_settings": hparam_labels,
         "batch_size": int(config.batch_size),
         "chunk_size": int(config.chunk_size),
+        "provenance": provenance.describe(config.get("dataset", "")),  # not compared on resume
     }
 
 
