@@ -9,6 +9,7 @@ from absl import logging
 
 from jaxmtf import pipeline
 from jaxmtf.ope.episodes import OPEDataError
+from jaxmtf.ope.targets import PolicySpecError
 from launch import common
 
 _CONFIG, _WORKDIR = common.define_config_and_workdir("OPE config file.", "Output directory (the FQE run inside it resumes).")
@@ -23,7 +24,7 @@ def evaluate() -> None:
 
 def main(argv):
     del argv
-    common.run_job(evaluate, refusals=(OPEDataError,))
+    common.run_job(evaluate, refusals=(OPEDataError, PolicySpecError))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 
 from jaxmtf import checkpoint as checkpoint_lib
-from jaxmtf import evaluation, rundir, training
+from jaxmtf import evaluation, rundir, schema, training
 from jaxmtf.agents import common, make_agent
 from jaxmtf.run_config import hparam_grid
 from jaxmtf.sim import env as sim_env
@@ -73,7 +73,8 @@ def named_discrete_policy(name: str, env_params, num_actions: int) -> PolicyGrou
     if name == "rule":
         params = jax.tree.map(lambda x: jnp.asarray(x)[None], notification_policies.default_rule_params())
         return PolicyGroup([{"policy": "rule", "source": name}], notification_policies.rule_policy(), params, False)
-    raise PolicySpecError(f"policy '{name}': unknown name for a discrete dataset (known: {', '.join(NAMED_DISCRETE)})")
+    raise PolicySpecError(f"policy '{name}': unknown name for a discrete dataset (known: {', '.join(NAMED_DISCRETE)})"
+                          f"{schema.nearest(name, NAMED_DISCRETE)}")
 
 
 def named_policy(name: str, env_params: Optional[sim_env.EnvParams], config, act_dim: int) -> PolicyGroup:
@@ -93,15 +94,35 @@ def named_policy(name: str, env_params: Optional[sim_env.EnvParams], config, act
         noisy = policies.gaussian_policy(policies.bounce_switch_policy(env_params))
         label = {"policy": f"noisy_switch(sigma={sigma:g})", "source": name}
         return PolicyGroup([label], noisy, {"base": params, "sigma": jnp.full((1,), sigma, jnp.float32)}, True)
-    raise PolicySpecError(f"policy '{name}': unknown name (known: {', '.join(NAMED)})")
+    raise PolicySpecError(f"policy '{name}': unknown name (known: {', '.join(NAMED)}){schema.nearest(name, NAMED)}")
 
 
-def static_policy(path: str) -> PolicyGroup:
-    with open(path) as f:
-        record = json.load(f)
-    if "action" not in record:
+def check_static_action(where: str, action, act_dim: int) -> np.ndarray:
+    """A fixed fusion vector as float32 [act_dim], refused unless finite and within the action box [-1, 1]."""
+    try:
+        array = np.asarray(action, np.float64)
+    except (TypeError, ValueError):
+        raise PolicySpecError(f"policy '{where}': action {action!r} is not a list of numbers, expected {act_dim} "
+                              "numbers in [-1, 1]") from None
+    if array.shape != (act_dim,):
+        raise PolicySpecError(f"policy '{where}': action of shape {array.shape}, expected ({act_dim},) (the "
+                              "dataset's act_dim)")
+    if not np.all(np.isfinite(array)) or np.any(np.abs(array) > 1.0):
+        raise PolicySpecError(f"policy '{where}': action {array.tolist()} has values outside [-1, 1] or not "
+                              "finite, expected every weight in the action box [-1, 1]")
+    return array.astype(np.float32)
+
+
+def static_policy(path: str, act_dim: int) -> PolicyGroup:
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise PolicySpecError(f"policy '{path}': unreadable ({type(e).__name__}: {str(e).splitlines()[0]}), "
+                              "expected a static_weights.json of launch.search_static") from None
+    if not isinstance(record, dict) or "action" not in record:
         raise PolicySpecError(f"policy '{path}': no 'action' field (expected a static_weights.json of launch.search_static)")
-    action = jnp.asarray(record["action"], jnp.float32)[None]
+    action = jnp.asarray(check_static_action(path, record["action"], act_dim))[None]
     label = {"policy": f"static:{os.path.basename(os.path.dirname(os.path.abspath(path)))}", "source": path}
     return PolicyGroup([label], FIXED, action, False)
 
@@ -111,8 +132,17 @@ def run_dir_policies(spec: str, obs_dim: int, act_dim: int, acting: Dict[str, po
 
     `acting` caches one Policy per run directory, so that two checkpoints of a run merge into one group.
     """
-    workdir, _, step = spec.partition("@")
+    workdir, at, step = spec.partition("@")
+    if at and not step.isdigit():
+        raise PolicySpecError(f"policy '{spec}': checkpoint step {step!r} is not a number, expected RUN_DIR or "
+                              "RUN_DIR@STEP with an integer STEP")
     config = ml_collections.ConfigDict(rundir.load_config_json(workdir))
+    record_path = os.path.join(workdir, training.RECORD_FILE)
+    record = rundir.read_json(record_path) if os.path.exists(record_path) else {}
+    for field, want in (("obs_dim", obs_dim), ("act_dim", act_dim)):  # before anything is built or restored
+        if field in record and record[field] != want:
+            raise PolicySpecError(f"policy '{spec}': trained with {field} {record[field]}, expected {want} (this "
+                                  "dataset's): a run of another simulator or action space")
     agent = make_agent(config, obs_dim, act_dim)
     seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
     _, settings = hparam_grid(agent.default_hparams, config.get("sweep", ""))
@@ -148,7 +178,7 @@ def load_policies(specs, env_params: Optional[sim_env.EnvParams], config, obs_di
         if os.path.isdir(path) and os.path.exists(os.path.join(path, rundir.CONFIG_FILE)):
             groups.append(run_dir_policies(spec, obs_dim, act_dim, acting))
         elif spec.endswith(".json") and os.path.isfile(spec):
-            groups.append(static_policy(spec))
+            groups.append(static_policy(spec, act_dim))
         elif num_actions and spec in NAMED_DISCRETE:
             groups.append(named_discrete_policy(spec, env_params, num_actions))
         elif spec in NAMED and not num_actions:
@@ -157,6 +187,7 @@ def load_policies(specs, env_params: Optional[sim_env.EnvParams], config, obs_di
             raise PolicySpecError(
                 f"config field 'policies': {spec!r} is neither a run directory of launch.train (with config.json), "
                 f"a static_weights.json file, nor a named policy ({', '.join(NAMED_DISCRETE if num_actions else NAMED)})"
+                f"{schema.nearest(spec, NAMED_DISCRETE if num_actions else NAMED)}"
             )
     return merge_groups(groups)
 
