@@ -33,9 +33,10 @@ _SIZE_FLAGS = {
     "gamma_budgets": flags.DEFINE_list("gamma_budgets", None, "Budgets that run every gamma (others: the first)."),
     "ablations": flags.DEFINE_list("ablations", None, "integrated_rl VARIANTS run at the ablation budget."),
     "ablation_budget": flags.DEFINE_integer("ablation_budget", None, "The budget of the ablations."),
+    "offline_budgets": flags.DEFINE_list("offline_budgets", None, "Budgets at which the offline agents train."),
     "offline": flags.DEFINE_list("offline", None, "Agents trained on IntegratedRL-MTF's data (iql, td3_bc, cql)."),
 }
-_CASTS = {"budgets": int, "hidden": int, "gammas": float, "gamma_budgets": int}
+_CASTS = {"budgets": int, "hidden": int, "gammas": float, "gamma_budgets": int, "offline_budgets": int}
 
 
 def sizes_from_flags():

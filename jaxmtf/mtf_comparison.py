@@ -11,7 +11,8 @@ For every budget N (sessions per seed, all rounds together) and seed (each seed 
 - `integrated_rl:<variant>`: one-at-a-time ablations back to the earlier choices (launch/configs/integrated_rl's
   VARIANTS), at one budget;
 - `batchrl_mtf`: one round of N sessions of BatchRL-MTF's exploration, BCQ with its paper's settings;
-- `iql`, `td3_bc`, `cql`: trained per seed on all of that seed's IntegratedRL-MTF data (R rounds);
+- `iql`, `td3_bc`, `cql`: trained per seed on all of that seed's IntegratedRL-MTF data (R rounds), at the
+  budgets in `offline_budgets`;
 - `static_cem`: one fusion vector searched by CEM on the simulator from the baseline (its own sessions, stated);
 - `baseline`: the production fusion vector.
 The IntegratedRL-MTF rows run at every discount in `gammas` (the paper's 0.9 first) at the budgets in
@@ -41,13 +42,13 @@ OFFLINE_CONFIGS = {"iql": iql, "td3_bc": td3_bc, "cql": cql}
 # users per candidate, held-out users.
 SIZES = dict(budgets=(1_000, 4_000, 16_000), num_seeds=5, rounds=5, num_updates=1_500, chunk_size=500,
              hidden=(64, 64), num_critics=5, eval_users=2_000, gammas=(0.9, 0.95, 0.99), gamma_budgets=(16_000,),
-             ablations=("earlier", "logged_anchor", "quadratic_penalty", "smoothing", "min_target",
-                        "wide_box"), ablation_budget=4_000, offline=("iql", "td3_bc", "cql"),
+             ablations=("earlier", "quadratic_penalty", "smoothing", "wide_box"), ablation_budget=4_000,
+             offline=("iql", "td3_bc", "cql"), offline_budgets=(1_000, 16_000),
              cem=(6, 32, 6, 200, 500))
 # CI's sizes: every kind of row computed in a couple of minutes (the numbers mean nothing at this size).
 SMALL_SIZES = dict(budgets=(40,), num_seeds=2, rounds=2, num_updates=50, chunk_size=25, hidden=(16, 16),
                    num_critics=2, eval_users=100, gammas=(0.9,), gamma_budgets=(40,), ablations=(),
-                   ablation_budget=40, offline=("iql",), cem=(2, 8, 2, 20, 20))
+                   ablation_budget=40, offline=("iql",), offline_budgets=(40,), cem=(2, 8, 2, 20, 20))
 METRICS = {"return": "undiscounted_return", "session_length": "session_length", "long_views": "long_views"}
 
 
@@ -186,7 +187,7 @@ def run(workdir: str, sizes=None) -> Dict[str, Any]:
                 out = progressive.run_progressive(config, os.path.join(workdir_n, f"{method.replace(':', '_')}_g{gamma}"))
                 rows += _chain_rows(method, out, budget, gamma, reference, env_params, costs)
         chain = os.path.join(workdir_n, f"integrated_rl_g{first_gamma}")
-        for name in sizes["offline"]:
+        for name in sizes["offline"] if budget in [int(b) for b in sizes.get("offline_budgets", [budget])] else ():
             config = sized(OFFLINE_CONFIGS[name].get_config(), sizes, 1, budget)
             config.agent.discount = first_gamma
             values = offline_on_chain_data(config, chain, os.path.join(workdir_n, name), env_params,
