@@ -41,8 +41,10 @@ of round k. Observation statistics (when the config normalises) come from
 round 1's data and stay fixed over the chain, so a warm-started actor is the
 deployed policy exactly.
 """
+import glob
 import json
 import os
+import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
 import jax
@@ -50,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmtf import evaluation, provenance, rundir, training
+from jaxmtf import evaluation, provenance, rundir, schema, training, workdir_lock
 from jaxmtf import checkpoint as checkpoint_lib
 from jaxmtf.agents import check_dataset, common, integrated_rl, make_agent, transition_fields
 from jaxmtf.data import collect
@@ -72,30 +74,41 @@ REFERENCES_FILE = "references.json"
 PAD_MULTIPLE = 1024  # per-seed data is padded to a multiple of this (fewer distinct shapes to compile)
 
 
+# launch/configs/integrated_rl.progressive_config's fields, checked before anything is collected or written.
+PROGRESSIVE_FIELDS = {
+    "rounds": schema.integer(1),
+    "budget_sessions": schema.integer(1),
+    "exploration": schema.choice(EXPLORATIONS),
+    "box_half_width": schema.real(0, 1, lo_open=True),
+    "box_mode": schema.choice(("clip", "truncate")),
+    "noise_sigma": schema.real(0, lo_open=True),  # 0: a point mass, no behaviour density
+    "train_on": schema.choice(TRAIN_ON),
+    "warm_start": schema.choice(WARM_STARTS, required=False),
+    "eval_users": schema.integer(2),  # a CI over users needs two
+    "eval_seed": schema.integer(0),
+    "env": schema.Field(lambda v: hasattr(v, "keys"), "a mapping of simulator parameter overrides", False),
+}
+PROGRESSIVE_RULES = (
+    schema.Rule(("budget_sessions", "rounds"), lambda p: p["budget_sessions"] >= p["rounds"],
+                "at least one session per round (budget_sessions >= rounds)"),
+)
+
+
 def validate_progressive(config) -> None:
     """The progressive fields, checked before anything runs (ConfigError names the field)."""
     validate_config(config)
     if "progressive" not in config:
         raise ConfigError("config field 'progressive': missing (see launch/configs/integrated_rl.py)")
     p = config.progressive
-    if int(p.rounds) < 1:
-        raise ConfigError(f"config field 'progressive.rounds': must be >= 1, got {p.rounds}")
-    if p.exploration not in EXPLORATIONS:
-        raise ConfigError(f"config field 'progressive.exploration': {p.exploration!r} not in {EXPLORATIONS}")
-    if p.train_on not in TRAIN_ON:
-        raise ConfigError(f"config field 'progressive.train_on': {p.train_on!r} not in {TRAIN_ON}")
-    if p.box_mode not in ("clip", "truncate"):
-        raise ConfigError(f"config field 'progressive.box_mode': {p.box_mode!r} not in ('clip', 'truncate')")
-    if p.get("warm_start", "none") not in WARM_STARTS:
-        raise ConfigError(f"config field 'progressive.warm_start': {p.warm_start!r} not in {WARM_STARTS}")
     if "num_users" in p:
         raise ConfigError("config field 'progressive.num_users': replaced by 'progressive.budget_sessions', the "
                           "sessions of all rounds together (each round collects budget_sessions / rounds)")
-    if int(p.eval_users) <= 0:
-        raise ConfigError(f"config field 'progressive.eval_users': must be positive, got {p.eval_users}")
-    if int(p.budget_sessions) < int(p.rounds):
-        raise ConfigError(f"config field 'progressive.budget_sessions': got {p.budget_sessions}, expected at least "
-                          f"one session per round (>= rounds = {p.rounds})")
+    schema.check_fields(p, PROGRESSIVE_FIELDS, "progressive.", ConfigError)
+    schema.check_rules(p, PROGRESSIVE_RULES, "progressive.", ConfigError)
+    try:
+        collect.env_params_from_config(p)
+    except (ValueError, TypeError) as e:  # an unknown simulator parameter
+        raise ConfigError(str(e).splitlines()[0].replace("simulator parameter '", "config field 'progressive.env.")) from None
     if config.get("sweep"):
         raise ConfigError("config field 'sweep': progressive training runs one setting per chain; sweep nothing")
     agent_width = config.agent.get("box_half_width", None)
@@ -445,8 +458,55 @@ def run_progressive(config, workdir: str, stop_after: Optional[Tuple[int, int]] 
     """
     validate_progressive(config)
     env_params = collect.env_params_from_config(config.progressive)
+    lock = workdir_lock.WorkdirLock(workdir)
+    lock.acquire()
+    try:
+        open_chain(config, workdir)
+        return _run_rounds(config, workdir, env_params, stop_after)
+    finally:
+        lock.release()
+
+
+# What does not change what a chain is: how often it checkpoints, whether it starts afresh.
+_NOT_IN_RECORD = ("force_new_run", "checkpoint_every", "keep_checkpoints", "tensorboard")
+
+
+def chain_record(config) -> Dict[str, Any]:
+    """Every config field that changes a chain's data, references or training (the chain's run record)."""
+    return {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_RECORD}
+
+
+def open_chain(config, workdir: str) -> None:
+    """Under the chain's lock, before anything is collected or written: `force_new_run` clears the chain; an
+    existing chain whose record differs is refused naming the first changed field and its two values (its data
+    and references were made with the saved settings); then config.json and the record are written."""
     os.makedirs(workdir, exist_ok=True)
+    record_path = os.path.join(workdir, training.RECORD_FILE)
+    if config.get("force_new_run", False):
+        gone = [p for p in glob.glob(os.path.join(workdir, "round_*")) + [
+            os.path.join(workdir, n) for n in (REFERENCES_FILE, rundir.SUMMARY_FILE, training.RECORD_FILE,
+                                               rundir.CONFIG_FILE)]
+            if os.path.exists(p)]
+        for path in gone:
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        if gone:
+            logging.warning("force_new_run: deleted %s", ", ".join(os.path.basename(p) for p in gone))
+    record = chain_record(config)
+    config_path = os.path.join(workdir, rundir.CONFIG_FILE)
+    if os.path.exists(record_path):
+        checkpoint_lib.check_record(rundir.read_json(record_path), record, record_path)
+    elif os.path.exists(config_path):  # a chain started before chains kept a record: its last config stands in
+        checkpoint_lib.check_record({k: v for k, v in rundir.read_json(config_path).items()
+                                     if k not in _NOT_IN_RECORD}, record, config_path)
+    elif glob.glob(os.path.join(workdir, "round_*")) or os.path.exists(os.path.join(workdir, REFERENCES_FILE)):
+        raise ConfigError(f"progressive run '{workdir}': has rounds but no {training.RECORD_FILE} (made before "
+                          "chains kept one), expected a chain this code started; use a new --workdir or "
+                          "--config.force_new_run=True")
     rundir.write_json(os.path.join(workdir, rundir.CONFIG_FILE), config.to_dict())
+    rundir.write_json(record_path, record)
+
+
+def _run_rounds(config, workdir: str, env_params, stop_after) -> Dict[str, Any]:
     refs = references(config, env_params, workdir)
     seeds, rounds = seeds_of(config), int(config.progressive.rounds)
     eval_fn = (evaluation.make_eval_fn(env_params, int(config.eval_users), float(config.eval_discount))

@@ -76,11 +76,37 @@ def test_batchrl_mtf_config_runs_one_round_of_mixed_data(tmp_path):
                                result["references"]["BatchRL-MTF mixture"]["undiscounted_return"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("field,value", [("rounds", 0), ("exploration", "gaussian"), ("train_on", "last"), ("warm_start", "critic"),
-                                         ("box_half_width", 0.3)])
-def test_bad_progressive_config_names_the_field(tmp_path, field, value):
-    with pytest.raises(ConfigError, match=f"progressive.{field}"):
-        progressive.run_progressive(tiny_config(**{field: value}), str(tmp_path))
+@pytest.mark.parametrize("field,value", [
+    ("rounds", 0), ("rounds", -2), ("exploration", "gaussian"), ("train_on", "last"), ("warm_start", "critic"),
+    ("box_half_width", 0.3), ("box_half_width", -0.1), ("noise_sigma", -1.0), ("noise_sigma", 0.0),
+    ("eval_users", 0), ("eval_users", 1), ("budget_sessions", 1), ("box_mode", "wrap"), ("eval_seed", -3),
+    ("env", {"max_step": 6}), ("rouns", 3)])
+def test_bad_progressive_config_names_the_field_and_writes_nothing(tmp_path, field, value):
+    with pytest.raises(ConfigError, match=f"progressive.{field}") as err:
+        progressive.run_progressive(tiny_config(**{field: value}), str(tmp_path / "chain"))
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "chain").exists()
+
+
+def test_a_chain_keeps_a_record_and_refuses_another_config_before_writing(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "chain")
+    progressive.open_chain(tiny_config(), workdir)  # what a first start records
+    record_path = os.path.join(workdir, "run_record.json")
+    before = open(record_path).read()
+    for field, value in (("eval_users", 16), ("budget_sessions", 24), ("noise_sigma", 0.2)):
+        with pytest.raises(Exception, match=f"'progressive.{field}' in .*run_record.json: got {value!r} in this run, expected the saved"):
+            progressive.open_chain(tiny_config(**{field: value}), workdir)
+    changed = tiny_config()
+    changed.num_seeds = 3
+    with pytest.raises(Exception, match="'num_seeds' in .*: got 3 in this run, expected the saved 2"):
+        progressive.open_chain(changed, workdir)
+    assert open(record_path).read() == before
+    os.makedirs(os.path.join(workdir, "round_1"))
+    fresh = tiny_config(eval_users=16)
+    fresh.force_new_run = True
+    progressive.open_chain(fresh, workdir)  # starts afresh: the old rounds are gone, the new record is written
+    assert not os.path.exists(os.path.join(workdir, "round_1"))
+    assert rundir.read_json(record_path)["progressive"]["eval_users"] == 16
 
 
 def test_warm_start_copies_the_deployed_actor_and_keeps_fresh_critics():
