@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CompiledAgent
+from conftest import CompiledAgent, small_config
 
 from jaxmtf import networks
 from jaxmtf.agents import cql, make_agent, sac
@@ -20,12 +20,9 @@ HIDDEN = (64, 64)
 
 
 def _config(**agent_overrides):
-    config = cql_config.get_config()
-    config.agent.actor_hidden_dims = HIDDEN
-    config.agent.critic_hidden_dims = HIDDEN
+    config = small_config("cql", hidden=HIDDEN)
     config.agent.policy_eval_start = 2  # one BC update (update 1), then SAC
-    for name, value in agent_overrides.items():
-        config.agent[name] = value
+    config.agent.update(agent_overrides)
     return config
 
 

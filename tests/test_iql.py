@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CompiledAgent
+from conftest import CompiledAgent, small_config
 
 from jaxmtf import networks
 from jaxmtf.agents import iql, make_agent
@@ -24,11 +24,8 @@ HIDDEN = (32, 32)
 
 
 def _config(**agent_overrides):
-    config = iql_config.get_config()
-    for name in ("actor_hidden_dims", "critic_hidden_dims", "value_hidden_dims"):
-        config.agent[name] = HIDDEN
-    for name, value in agent_overrides.items():
-        config.agent[name] = value
+    config = small_config("iql", hidden=HIDDEN)
+    config.agent.update(agent_overrides)
     return config
 
 

@@ -104,7 +104,8 @@ def validate_config(config) -> None:
                           f"with simulator {simulator!r}{schema.nearest(config.pipeline, known)}")
     if "online" in config:
         schema.check_fields(config.online, ONLINE_FIELDS, "online.", ConfigError)
-        schema.check_rules(config.online, ONLINE_RULES, "online.", ConfigError)
+        if config.pipeline in _ONLINE_PIPELINES or config.get("expert") == "online":  # only where it trains
+            schema.check_rules(config.online, ONLINE_RULES, "online.", ConfigError)
     try:
         env_params_from_config(config)
     except (ValueError, TypeError) as e:  # an unknown simulator parameter, or one of the wrong kind
