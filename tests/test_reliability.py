@@ -256,7 +256,7 @@ CASES = [
     Bad("other algo", _train("td3", sweep=""), checkpoint.CheckpointError, ("'algo'", "got 'td3'", "the saved 'td3_bc'"),
         _base_copy, True),
     Bad("other agent", _train(agent={"critic_hidden_dims": (16, 16)}), checkpoint.CheckpointError,
-        ("'agent'", "[16, 16]", "the saved {"), _base_copy, True),
+        ("'agent.critic_hidden_dims'", "got [16, 16] in this run", "the saved [32, 32]"), _base_copy, True),
     Bad("normalisation", _train(normalize_observations=False), checkpoint.CheckpointError,
         ("'normalize_observations'", "got False", "the saved True"), _base_copy, True),
     Bad("other data", _train(dataset=one_step_dataset(256, 3, 2, seed=1)), checkpoint.CheckpointError,
