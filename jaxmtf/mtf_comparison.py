@@ -174,6 +174,42 @@ def fixed_row(method: str, sessions: int, action, env_params, eval_users: int, b
     return out, users
 
 
+def _listed(sizes, name: str, budget: int) -> bool:
+    """Whether `budget` is among the budgets of sizes[name] (every budget when the size is absent)."""
+    return budget in [int(b) for b in sizes.get(name, [budget])]
+
+
+def budget_rows(budget: int, workdir: str, sizes, reference, env_params, costs) -> List[Dict[str, Any]]:
+    """Every learned row at one budget (chains run or resumed under `workdir`); sets reference["batchrl_mtf"]
+    and appends the collectors' exploration costs to `costs`."""
+    rounds, first_gamma = int(sizes["rounds"]), float(sizes["gammas"][0])
+    brl = progressive.run_progressive(sized(batchrl_mtf.get_config(), sizes, 1, budget),
+                                      os.path.join(workdir, "batchrl"))
+    reference["batchrl_mtf"] = np.asarray(brl["rounds"][0]["trained"]["undiscounted_return"], np.float64)
+    rows = _chain_rows("batchrl_mtf", brl, budget, 0.95, reference, env_params, costs)
+    for gamma in (float(g) for g in (sizes["gammas"] if _listed(sizes, "gamma_budgets", budget) else sizes["gammas"][:1])):
+        for chain_rounds, method in ((rounds, "integrated_rl"), (1, "integrated_rl:one_round")):
+            config = sized(integrated_rl.get_config(), sizes, chain_rounds, budget)
+            config.agent.num_critics, config.agent.discount = int(sizes["num_critics"]), gamma
+            out = progressive.run_progressive(config, os.path.join(workdir, f"{method.replace(':', '_')}_g{gamma}"))
+            rows += _chain_rows(method, out, budget, gamma, reference, env_params, costs)
+    chain = os.path.join(workdir, f"integrated_rl_g{first_gamma}")
+    for name in sizes["offline"] if _listed(sizes, "offline_budgets", budget) else ():
+        config = sized(OFFLINE_CONFIGS[name].get_config(), sizes, 1, budget)
+        config.agent.discount = first_gamma
+        values = offline_on_chain_data(config, chain, os.path.join(workdir, name), env_params,
+                                       int(sizes["eval_users"]), rounds)
+        rows.append(row(name, budget, rounds, rounds, first_gamma, values, reference, env_params))
+    for variant in sizes["ablations"] if budget == int(sizes["ablation_budget"]) else ():
+        config = sized(integrated_rl.get_config(variant), sizes, rounds, budget)
+        config.agent.discount = first_gamma
+        if variant not in ("small_ensemble", "earlier"):  # those two set the ensemble size themselves
+            config.agent.num_critics = int(sizes["num_critics"])
+        out = progressive.run_progressive(config, os.path.join(workdir, f"ablation_{variant}"))
+        rows += _chain_rows(f"integrated_rl:{variant}", out, budget, first_gamma, reference, env_params, costs)
+    return rows
+
+
 def run(workdir: str, sizes=None) -> Dict[str, Any]:
     """Every row (run or resumed in `workdir`): see the module docstring; the schema of
     benchmarks/results/mtf_progressive.json."""
@@ -186,36 +222,10 @@ def run(workdir: str, sizes=None) -> Dict[str, Any]:
     rows = [baseline, fixed_row("static_cem", sessions, action, env_params, eval_users, base_users)[0]]
     reference = {"baseline": {"undiscounted_return": baseline["return_mean"]}, "batchrl_mtf": None}
     wall["static_cem"] = time.time() - start
-    costs, rounds, first_gamma = [], int(sizes["rounds"]), float(sizes["gammas"][0])
+    costs = []
     for budget in [int(b) for b in sizes["budgets"]]:
-        t0, workdir_n = time.time(), os.path.join(workdir, f"N{budget}")
-        brl = progressive.run_progressive(sized(batchrl_mtf.get_config(), sizes, 1, budget),
-                                          os.path.join(workdir_n, "batchrl"))
-        reference["batchrl_mtf"] = np.asarray(brl["rounds"][0]["trained"]["undiscounted_return"], np.float64)
-        rows += _chain_rows("batchrl_mtf", brl, budget, 0.95, reference, env_params, costs)
-        gammas = sizes["gammas"] if budget in [int(b) for b in sizes["gamma_budgets"]] else sizes["gammas"][:1]
-        for gamma in (float(g) for g in gammas):
-            for chain_rounds, method in ((rounds, "integrated_rl"), (1, "integrated_rl:one_round")):
-                config = sized(integrated_rl.get_config(), sizes, chain_rounds, budget)
-                config.agent.num_critics, config.agent.discount = int(sizes["num_critics"]), gamma
-                out = progressive.run_progressive(config, os.path.join(workdir_n, f"{method.replace(':', '_')}_g{gamma}"))
-                rows += _chain_rows(method, out, budget, gamma, reference, env_params, costs)
-        chain = os.path.join(workdir_n, f"integrated_rl_g{first_gamma}")
-        for name in sizes["offline"] if budget in [int(b) for b in sizes.get("offline_budgets", [budget])] else ():
-            config = sized(OFFLINE_CONFIGS[name].get_config(), sizes, 1, budget)
-            config.agent.discount = first_gamma
-            values = offline_on_chain_data(config, chain, os.path.join(workdir_n, name), env_params,
-                                           int(sizes["eval_users"]), rounds)
-            rows.append(row(name, budget, rounds, rounds, first_gamma, values, reference, env_params))
-        if budget == int(sizes["ablation_budget"]):
-            for variant in sizes["ablations"]:
-                config = sized(integrated_rl.get_config(variant), sizes, rounds, budget)
-                config.agent.discount = first_gamma
-                if variant not in ("small_ensemble", "earlier"):  # those two set the ensemble size themselves
-                    config.agent.num_critics = int(sizes["num_critics"])
-                out = progressive.run_progressive(config, os.path.join(workdir_n, f"ablation_{variant}"))
-                rows += _chain_rows(f"integrated_rl:{variant}", out, budget, first_gamma, reference, env_params,
-                                    costs)
+        t0 = time.time()
+        rows += budget_rows(budget, os.path.join(workdir, f"N{budget}"), sizes, reference, env_params, costs)
         wall[f"N{budget}"] = time.time() - t0
     wall["total"] = time.time() - start
     return {"baseline_return": baseline["return_mean"], "baseline_ci95_over_users": baseline["return_ci95"],

@@ -44,7 +44,6 @@ deployed policy exactly.
 import glob
 import json
 import os
-import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
 import jax
@@ -105,10 +104,7 @@ def validate_progressive(config) -> None:
                           "sessions of all rounds together (each round collects budget_sessions / rounds)")
     schema.check_fields(p, PROGRESSIVE_FIELDS, "progressive.", ConfigError)
     schema.check_rules(p, PROGRESSIVE_RULES, "progressive.", ConfigError)
-    try:
-        collect.env_params_from_config(p)
-    except (ValueError, TypeError) as e:  # an unknown simulator parameter
-        raise ConfigError(str(e).splitlines()[0].replace("simulator parameter '", "config field 'progressive.env.")) from None
+    collect.check_env_overrides(p, "progressive.")
     if config.get("sweep"):
         raise ConfigError("config field 'sweep': progressive training runs one setting per chain; sweep nothing")
     agent_width = config.agent.get("box_half_width", None)
@@ -483,14 +479,8 @@ def open_chain(config, workdir: str) -> None:
     os.makedirs(workdir, exist_ok=True)
     record_path = os.path.join(workdir, training.RECORD_FILE)
     if config.get("force_new_run", False):
-        gone = [p for p in glob.glob(os.path.join(workdir, "round_*")) + [
-            os.path.join(workdir, n) for n in (REFERENCES_FILE, rundir.SUMMARY_FILE, training.RECORD_FILE,
-                                               rundir.CONFIG_FILE)]
-            if os.path.exists(p)]
-        for path in gone:
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-        if gone:
-            logging.warning("force_new_run: deleted %s", ", ".join(os.path.basename(p) for p in gone))
+        rundir.force_new_run(workdir, ("round_*", REFERENCES_FILE, rundir.SUMMARY_FILE, training.RECORD_FILE,
+                                       rundir.CONFIG_FILE))
     record = chain_record(config)
     config_path = os.path.join(workdir, rundir.CONFIG_FILE)
     if os.path.exists(record_path):

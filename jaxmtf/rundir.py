@@ -17,6 +17,7 @@ import glob
 import json
 import math
 import os
+import shutil
 from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
@@ -250,3 +251,13 @@ def load_config_json(workdir: str) -> Optional[Dict[str, Any]]:
     if not os.path.exists(path):
         return None
     return read_json(path)
+
+
+def force_new_run(workdir: str, patterns: Iterable[str]) -> None:
+    """force_new_run's deletion: every path under `workdir` matching a glob pattern, with one warning naming
+    what went (nothing else in the folder is touched)."""
+    gone = sorted(p for pattern in patterns for p in glob.glob(os.path.join(workdir, pattern)))
+    for path in gone:
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    if gone:
+        absl_logging.warning("force_new_run: deleted %s", ", ".join(os.path.basename(p) for p in gone))

@@ -38,7 +38,6 @@ others.
 import functools
 import hashlib
 import os
-import shutil
 import signal
 import threading
 import time
@@ -499,13 +498,7 @@ def _lock_workdir(workdir: str) -> Optional[workdir_lock.WorkdirLock]:
 def clear_run(workdir: str) -> None:
     """force_new_run: deletes what the driver wrote in `workdir` (process 0), saying what went."""
     if jax.process_index() == 0 and os.path.isdir(workdir):
-        import glob
-
-        gone = sorted(p for pattern in _RUN_FILES for p in glob.glob(os.path.join(workdir, pattern)))
-        for path in gone:
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-        if gone:
-            absl_logging.warning("force_new_run: deleted %s", ", ".join(os.path.basename(p) for p in gone))
+        rundir.force_new_run(workdir, _RUN_FILES)
     _sync("jaxmtf_clear_run")
 
 

@@ -48,7 +48,7 @@ def command_line_error(argv: List[str], error: Exception) -> str:
         name = re.search(r"[A-Za-z_]\w*", text)
         name = name.group(0) if name else "?"
         given = next((a for a in argv[1:] if a.startswith("--config.") and
-                      re.split(r"[.=]", a[len("--config."):]).__contains__(name)), "--config")
+                      name in re.split(r"[.=]", a[len("--config."):])), "--config")
         suggestion = re.search(r'Did you mean "([^"]+)"', text)
         near = f"; did you mean {suggestion.group(1)!r}?" if suggestion else ""
         return f"flag {given}: config field {name!r} unknown, expected a known field{near}"

@@ -106,10 +106,17 @@ def validate_config(config) -> None:
         schema.check_fields(config.online, ONLINE_FIELDS, "online.", ConfigError)
         if config.pipeline in _ONLINE_PIPELINES or config.get("expert") == "online":  # only where it trains
             schema.check_rules(config.online, ONLINE_RULES, "online.", ConfigError)
+    check_env_overrides(config, "")
+
+
+def check_env_overrides(config, prefix: str) -> None:
+    """The simulator overrides `config.env` name known parameters of the right kind (ConfigError naming
+    '<prefix>env.<name>' otherwise)."""
     try:
         env_params_from_config(config)
     except (ValueError, TypeError) as e:  # an unknown simulator parameter, or one of the wrong kind
-        raise ConfigError(str(e).splitlines()[0].replace("simulator parameter '", "config field 'env.")) from None
+        raise ConfigError(str(e).splitlines()[0].replace("simulator parameter '", f"config field '{prefix}env.")
+                          ) from None
 
 
 def check_output(path: str, overwrite: bool) -> None:
@@ -282,8 +289,13 @@ def _agent_config(algo: str):
 
 
 def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
-    """Runs `config.pipeline`; returns the dataset and its provenance (the sidecar's)."""
+    """Runs `config.pipeline`, its config checked first; returns the dataset and its provenance (the sidecar's)."""
     validate_config(config)
+    return _collect_checked(config)
+
+
+def _collect_checked(config) -> Tuple[Dataset, Dict[str, Any]]:
+    """`collect` of a config that validate_config has accepted."""
     env = envs.named(config.get("simulator", "mtf"))
     env_params = env_params_from_config(config)
     key = jax.random.PRNGKey(config.seed)
@@ -336,7 +348,7 @@ def collect_and_save(config, path: str, overwrite: bool = True) -> Tuple[str, Di
     (`overwrite=False`: an existing dataset is refused, as `launch.collect` does without --overwrite)."""
     validate_config(config)
     check_output(path, overwrite)
-    dataset, provenance = collect(config)
+    dataset, provenance = _collect_checked(config)
     path = dataset_lib.save(path, dataset, provenance)
     logging.info(
         "%s: %d transitions in %d sessions; behaviour value %.3f -> %s", config.pipeline, dataset.size,

@@ -72,43 +72,11 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = (), num_ac
     dtype in [0, n), whose `behaviour_log_prob` is a log probability (<= 0).
     """
     _check_num_actions(arrays, num_actions)
-    for name in REQUIRED_FIELDS:
-        if name not in arrays or arrays[name] is None:
-            _fail(name, "missing, expected an array (required fields: " + ", ".join(REQUIRED_FIELDS) + ")")
-    unknown = set(arrays) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS)
-    if unknown:
-        _fail(sorted(unknown)[0], "unknown field, expected one of the known fields (known: "
-              + ", ".join(REQUIRED_FIELDS + OPTIONAL_FIELDS) + ")")
-
-    n = None
+    _check_field_names(arrays)
+    n = None  # the number of transitions, from the first field present
     for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
-        value = arrays.get(name)
-        if value is None:
-            continue
-        value = np.asarray(value)
-        want_ndim = 2 if name in _MATRIX_FIELDS and not (num_actions and name == "actions") else 1
-        if value.ndim != want_ndim:
-            _fail(name, f"expected {want_ndim} dimensions, got {value.ndim} (shape {value.shape})")
-        if n is None:
-            n = value.shape[0]
-            if n == 0:
-                _fail(name, "empty dataset (0 transitions), expected at least 1")
-        elif value.shape[0] != n:
-            _fail(name, f"length {value.shape[0]} does not match {n} transitions of 'observations' "
-                  f"(expected {n} rows)")
-        if name == "episode_ids" or (num_actions and name == "actions"):
-            if not np.issubdtype(value.dtype, np.integer):
-                what = f" (discrete actions, num_actions={num_actions})" if name == "actions" else ""
-                _fail(name, f"expected an integer dtype{what}, got {value.dtype}")
-            continue
-        if not np.issubdtype(value.dtype, np.floating):
-            _fail(name, f"expected a floating dtype, got {value.dtype}")
-        if not np.all(np.isfinite(value)):
-            bad = int(np.argmax(~np.isfinite(value).reshape(n, -1).all(axis=1)))
-            _fail(name, f"contains NaN or Inf (first at transition {bad}), expected finite values")
-        if name in _BINARY_FIELDS and not np.all((value == 0) | (value == 1)):
-            bad = int(np.argmax((value != 0) & (value != 1)))
-            _fail(name, f"must be 0 or 1, got {value[bad]} (first at transition {bad})")
+        if arrays.get(name) is not None:
+            n = _check_field(name, np.asarray(arrays[name]), n, num_actions)
 
     obs, next_obs = np.asarray(arrays["observations"]), np.asarray(arrays["next_observations"])
     if obs.shape[1] != next_obs.shape[1]:
@@ -126,6 +94,46 @@ def validate(arrays: Mapping[str, Any], task_names: Tuple[str, ...] = (), num_ac
         _fail("task_responses", f"{np.asarray(responses).shape[1]} columns but {len(task_names)} task names "
               f"(expected {len(task_names)} columns)")
     check_episodes(arrays)
+
+
+def _check_field_names(arrays: Mapping[str, Any]) -> None:
+    """Every required field present, no unknown one."""
+    for name in REQUIRED_FIELDS:
+        if name not in arrays or arrays[name] is None:
+            _fail(name, "missing, expected an array (required fields: " + ", ".join(REQUIRED_FIELDS) + ")")
+    unknown = set(arrays) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS)
+    if unknown:
+        _fail(sorted(unknown)[0], "unknown field, expected one of the known fields (known: "
+              + ", ".join(REQUIRED_FIELDS + OPTIONAL_FIELDS) + ")")
+
+
+def _check_field(name: str, value: np.ndarray, n: Optional[int], num_actions: int) -> int:
+    """One field's rank, length (against `n`, the transitions seen so far; None for the first), dtype,
+    finiteness and binary values; returns the number of transitions."""
+    want_ndim = 2 if name in _MATRIX_FIELDS and not (num_actions and name == "actions") else 1
+    if value.ndim != want_ndim:
+        _fail(name, f"expected {want_ndim} dimensions, got {value.ndim} (shape {value.shape})")
+    if n is None:
+        n = value.shape[0]
+        if n == 0:
+            _fail(name, "empty dataset (0 transitions), expected at least 1")
+    elif value.shape[0] != n:
+        _fail(name, f"length {value.shape[0]} does not match {n} transitions of 'observations' "
+              f"(expected {n} rows)")
+    if name == "episode_ids" or (num_actions and name == "actions"):
+        if not np.issubdtype(value.dtype, np.integer):
+            what = f" (discrete actions, num_actions={num_actions})" if name == "actions" else ""
+            _fail(name, f"expected an integer dtype{what}, got {value.dtype}")
+        return n
+    if not np.issubdtype(value.dtype, np.floating):
+        _fail(name, f"expected a floating dtype, got {value.dtype}")
+    if not np.all(np.isfinite(value)):
+        bad = int(np.argmax(~np.isfinite(value).reshape(n, -1).all(axis=1)))
+        _fail(name, f"contains NaN or Inf (first at transition {bad}), expected finite values")
+    if name in _BINARY_FIELDS and not np.all((value == 0) | (value == 1)):
+        bad = int(np.argmax((value != 0) & (value != 1)))
+        _fail(name, f"must be 0 or 1, got {value[bad]} (first at transition {bad})")
+    return n
 
 
 def _check_centre(centre, actions: np.ndarray, num_actions: int) -> None:

@@ -234,6 +234,49 @@ def _chain_params(base_params, targets, rounds, half_width):
                 half_width=jnp.asarray(half_width, jnp.float32))
 
 
+def make_round_tuner(env_params, linear_chain: Policy, to_params, cma: CMAES, baseline: Array, half_width: float,
+                     train_users: int, generations: int, sigma0: float, num_steps=None):
+    """tune_round(key, thetas, k, theta0) -> (final CMA mean, per-generation training return of the mean, of the
+    best candidate, step size): ``generations`` of CMA-ES on round k's search vector, one compiled program."""
+
+    def train_return(k_users, thetas, k, theta):
+        """Mean training return of the chain whose round k (1-based) uses theta, earlier rounds thetas."""
+        params = _chain_params(baseline, to_params(thetas.at[k - 1].set(theta)), k, half_width)
+        return evaluate(k_users, env_params, linear_chain.apply, params, train_users, num_steps)["undiscounted"].mean()
+
+    @jax.jit
+    def tune_round(key, thetas, k, theta0):
+        def generation(state, key):
+            k_ask, k_users = jax.random.split(key)
+            cand = cma.ask(state, k_ask)
+            scores = jax.vmap(train_return, in_axes=(None, None, None, 0))(
+                k_users, thetas, k, jnp.concatenate([state.mean[None], cand]))
+            new = cma.tell(state, cand, scores[1:])
+            return new, (scores[0], scores[1:].max(), new.sigma)
+        state, (mean_ret, best_ret, sigmas) = jax.lax.scan(
+            generation, cma.init(theta0, sigma0), jax.random.split(key, generations))
+        return state.mean, mean_ret, best_ret, sigmas
+
+    return tune_round
+
+
+def score_chains(env_params, eval_key: Array, switch_chain: Policy, switch_targets, linear_chain: Policy,
+                 linear_targets, baseline: Array, rounds: int, half_width: float, eval_users: int,
+                 num_steps=None) -> Dict[str, np.ndarray]:
+    """Every round of both chains on the same evaluation users: per-user undiscounted returns."""
+    def score(policy, params):
+        return np.asarray(evaluate(eval_key, env_params, policy.apply, params, eval_users, num_steps)["undiscounted"])
+
+    # the baseline is any chain at round 0 and the switch rule itself the switch chain's round 1 with a
+    # box wider than the action cube: one compiled evaluation per chain (the same users, the same keys)
+    return {"baseline": score(switch_chain, _chain_params(baseline, switch_targets, 0, half_width)),
+            "switch_unconstrained": score(switch_chain, _chain_params(baseline, switch_targets, 1, 2.0)),
+            "switch": np.stack([score(switch_chain, _chain_params(baseline, switch_targets, k, half_width))
+                                for k in range(1, rounds + 1)]),
+            "cma_linear": np.stack([score(linear_chain, _chain_params(baseline, linear_targets, k, half_width))
+                                    for k in range(1, rounds + 1)])}
+
+
 def oracle_chain(env_params: sim_env.EnvParams, key: Array, eval_key: Array, rounds: int = 5,
                  half_width: float = 0.15, eval_users: int = 2000, train_users: int = 500,
                  generations: int = 30, popsize: Optional[int] = None, sigma0: float = 0.5,
@@ -278,23 +321,8 @@ def oracle_chain(env_params: sim_env.EnvParams, key: Array, eval_key: Array, rou
     cma = cma_es(n, popsize, diagonal)
     to_params = jax.vmap(lambda th: linear_params(th, obs_mean, obs_std, A))
 
-    def train_return(k_users, thetas, k, theta):
-        """Mean training return of the chain whose round k (1-based) uses theta, earlier rounds thetas."""
-        params = _chain_params(baseline, to_params(thetas.at[k - 1].set(theta)), k, half_width)
-        return evaluate(k_users, env_params, linear_chain.apply, params, train_users, num_steps)["undiscounted"].mean()
-
-    @jax.jit
-    def tune_round(key, thetas, k, theta0):
-        def generation(state, key):
-            k_ask, k_users = jax.random.split(key)
-            cand = cma.ask(state, k_ask)
-            scores = jax.vmap(train_return, in_axes=(None, None, None, 0))(
-                k_users, thetas, k, jnp.concatenate([state.mean[None], cand]))
-            new = cma.tell(state, cand, scores[1:])
-            return new, (scores[0], scores[1:].max(), new.sigma)
-        state, (mean_ret, best_ret, sigmas) = jax.lax.scan(
-            generation, cma.init(theta0, sigma0), jax.random.split(key, generations))
-        return state.mean, mean_ret, best_ret, sigmas
+    tune_round = make_round_tuner(env_params, linear_chain, to_params, cma, baseline, half_width, train_users,
+                                  generations, sigma0, num_steps)
 
     b0 = jnp.arctanh(jnp.clip(baseline, -0.99, 0.99))
     theta = jnp.concatenate([jnp.zeros((A * O,)), b0])  # target = baseline: round 1 starts at the centre
@@ -308,18 +336,8 @@ def oracle_chain(env_params: sim_env.EnvParams, key: Array, eval_key: Array, rou
         log(f"round {k}: CMA training return of the mean {float(mean_ret[0]):.2f} -> {float(mean_ret[-1]):.2f} "
             f"(best candidate {float(best_ret.max()):.2f}), sigma {float(sigmas[-1]):.3f}")
 
-    # --- evaluation: every round of both chains on the same users ---
-    def score(policy, params):
-        return np.asarray(evaluate(eval_key, env_params, policy.apply, params, eval_users, num_steps)["undiscounted"])
-
-    # the baseline is any chain at round 0 and the switch rule itself the switch chain's round 1 with a
-    # box wider than the action cube: one compiled evaluation per chain (the same users, the same keys)
-    out = {"baseline": score(switch_chain, _chain_params(baseline, switch_targets, 0, half_width)),
-           "switch_unconstrained": score(switch_chain, _chain_params(baseline, switch_targets, 1, 2.0)),
-           "switch": np.stack([score(switch_chain, _chain_params(baseline, switch_targets, k, half_width))
-                               for k in range(1, rounds + 1)]),
-           "cma_linear": np.stack([score(linear_chain, _chain_params(baseline, to_params(thetas), k, half_width))
-                                   for k in range(1, rounds + 1)])}
+    out = score_chains(env_params, eval_key, switch_chain, switch_targets, linear_chain, to_params(thetas),
+                       baseline, rounds, half_width, eval_users, num_steps)
     out.update({name: np.stack(v) for name, v in hist.items()})
     out.update(cma_theta=np.asarray(thetas), obs_mean=np.asarray(obs_mean), obs_std=np.asarray(obs_std))
     return out
