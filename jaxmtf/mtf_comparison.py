@@ -187,7 +187,8 @@ def budget_rows(budget: int, workdir: str, sizes, reference, env_params, costs) 
                                       os.path.join(workdir, "batchrl"))
     reference["batchrl_mtf"] = np.asarray(brl["rounds"][0]["trained"]["undiscounted_return"], np.float64)
     rows = _chain_rows("batchrl_mtf", brl, budget, 0.95, reference, env_params, costs)
-    for gamma in (float(g) for g in (sizes["gammas"] if _listed(sizes, "gamma_budgets", budget) else sizes["gammas"][:1])):
+    gammas = sizes["gammas"] if _listed(sizes, "gamma_budgets", budget) else sizes["gammas"][:1]
+    for gamma in (float(g) for g in gammas):
         for chain_rounds, method in ((rounds, "integrated_rl"), (1, "integrated_rl:one_round")):
             config = sized(integrated_rl.get_config(), sizes, chain_rounds, budget)
             config.agent.num_critics, config.agent.discount = int(sizes["num_critics"]), gamma

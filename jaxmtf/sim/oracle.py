@@ -277,6 +277,24 @@ def score_chains(env_params, eval_key: Array, switch_chain: Policy, switch_targe
                                     for k in range(1, rounds + 1)])}
 
 
+def tune_rounds(tune_round, key: Array, baseline: Array, obs_dim: int, rounds: int, log: Callable[[str], None]):
+    """(thetas [R, n], history) of the CMA-linear chain: round 1 starts from the target equal to the baseline
+    (W = 0, b = atanh(baseline)), round k > 1 from round k-1's tuned target."""
+    act_dim = baseline.shape[0]
+    b0 = jnp.arctanh(jnp.clip(baseline, -0.99, 0.99))
+    theta = jnp.concatenate([jnp.zeros((act_dim * obs_dim,)), b0])  # target = baseline: round 1 starts at the centre
+    thetas = jnp.tile(theta[None], (rounds, 1))
+    hist = {"cma_train_mean": [], "cma_train_best": [], "cma_sigma": []}
+    for k, k_round in zip(range(1, rounds + 1), jax.random.split(key, rounds)):
+        theta, mean_ret, best_ret, sigmas = tune_round(k_round, thetas, k, theta)  # from the previous round's
+        thetas = thetas.at[k - 1].set(theta)
+        for name, v in zip(hist, (mean_ret, best_ret, sigmas)):
+            hist[name].append(np.asarray(v))
+        log(f"round {k}: CMA training return of the mean {float(mean_ret[0]):.2f} -> {float(mean_ret[-1]):.2f} "
+            f"(best candidate {float(best_ret.max()):.2f}), sigma {float(sigmas[-1]):.3f}")
+    return thetas, hist
+
+
 def oracle_chain(env_params: sim_env.EnvParams, key: Array, eval_key: Array, rounds: int = 5,
                  half_width: float = 0.15, eval_users: int = 2000, train_users: int = 500,
                  generations: int = 30, popsize: Optional[int] = None, sigma0: float = 0.5,
@@ -323,18 +341,7 @@ def oracle_chain(env_params: sim_env.EnvParams, key: Array, eval_key: Array, rou
 
     tune_round = make_round_tuner(env_params, linear_chain, to_params, cma, baseline, half_width, train_users,
                                   generations, sigma0, num_steps)
-
-    b0 = jnp.arctanh(jnp.clip(baseline, -0.99, 0.99))
-    theta = jnp.concatenate([jnp.zeros((A * O,)), b0])  # target = baseline: round 1 starts at the centre
-    thetas = jnp.tile(theta[None], (rounds, 1))
-    hist = {"cma_train_mean": [], "cma_train_best": [], "cma_sigma": []}
-    for k, k_round in zip(range(1, rounds + 1), jax.random.split(k_cma, rounds)):
-        theta, mean_ret, best_ret, sigmas = tune_round(k_round, thetas, k, theta)  # from the previous round's
-        thetas = thetas.at[k - 1].set(theta)
-        for name, v in zip(hist, (mean_ret, best_ret, sigmas)):
-            hist[name].append(np.asarray(v))
-        log(f"round {k}: CMA training return of the mean {float(mean_ret[0]):.2f} -> {float(mean_ret[-1]):.2f} "
-            f"(best candidate {float(best_ret.max()):.2f}), sigma {float(sigmas[-1]):.3f}")
+    thetas, hist = tune_rounds(tune_round, k_cma, baseline, O, rounds, log)
 
     out = score_chains(env_params, eval_key, switch_chain, switch_targets, linear_chain, to_params(thetas),
                        baseline, rounds, half_width, eval_users, num_steps)
