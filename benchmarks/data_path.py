@@ -23,8 +23,8 @@ from jaxmtf import run_config, training  # noqa: E402
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.data import dataset as dataset_lib  # noqa: E402
 from jaxmtf.data.collect import collect  # noqa: E402
-from launch.configs import td3_bc  # noqa: E402
-from launch.configs.collect import mixed  # noqa: E402
+from jaxmtf.configs import td3_bc  # noqa: E402
+from jaxmtf.configs.collect import mixed  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):

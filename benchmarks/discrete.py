@@ -34,8 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxmtf import pipeline, rundir  # noqa: E402
 from jaxmtf.data import collect  # noqa: E402
-from launch.configs import ope as ope_config  # noqa: E402
-from launch.configs.collect import notifications_epsilon_greedy, notifications_softmax  # noqa: E402
+from jaxmtf.configs import ope as ope_config  # noqa: E402
+from jaxmtf.configs.collect import notifications_epsilon_greedy, notifications_softmax  # noqa: E402
 
 AGENTS = ("dqn", "double_dqn", "cql_dqn", "bcq_discrete")
 BEHAVIOURS = {"epsilon_greedy": notifications_epsilon_greedy, "softmax": notifications_softmax}
@@ -53,7 +53,7 @@ def collect_dataset(name, args):
 
 def train(algo, dataset_path, name, args):
     """`args.num_seeds` seeds of `algo` in one program; returns (run dir, per-seed final evaluation, seconds)."""
-    config = importlib.import_module(f"launch.configs.{algo}").get_config()
+    config = importlib.import_module(f"jaxmtf.configs.{algo}").get_config()
     config.dataset, config.num_seeds, config.num_updates = dataset_path, args.num_seeds, args.updates
     config.chunk_size = 1_000
     config.eval_every = config.checkpoint_every = args.updates  # the final evaluation and checkpoint

@@ -29,8 +29,8 @@ from benchmarks.quality import collect_dataset  # noqa: E402
 from jaxmtf import pipeline, rundir  # noqa: E402
 from jaxmtf.data import dataset as dataset_lib  # noqa: E402
 from jaxmtf.ope import scoring  # noqa: E402
-from launch.configs import ope as ope_config  # noqa: E402
-from launch.configs import search_static as static_config  # noqa: E402
+from jaxmtf.configs import ope as ope_config  # noqa: E402
+from jaxmtf.configs import search_static as static_config  # noqa: E402
 
 TRAINED = ("td3_bc", "bcq", "cql")
 METRICS = ("relative_error", "spearman", "regret@1", "regret@3", "coverage")
@@ -74,7 +74,7 @@ def close_scores(rows, report):
 
 def train(algo: str, dataset_path: str, args) -> str:
     """One seed of `algo`, checkpointed at a fifth of the budget and at the end; returns its run dir."""
-    config = importlib.import_module(f"launch.configs.{algo}").get_config()
+    config = importlib.import_module(f"jaxmtf.configs.{algo}").get_config()
     config.dataset, config.num_seeds, config.num_updates = dataset_path, 1, args.train_updates
     config.chunk_size = config.checkpoint_every = args.train_updates // 5
     config.eval_every, config.keep_checkpoints = 0, 5

@@ -31,7 +31,7 @@ from jaxmtf.data import collect  # noqa: E402
 from jaxmtf.stats import ci95_label, mean_ci95  # noqa: E402
 from jaxmtf.sim import env as sim_env  # noqa: E402
 from jaxmtf.sim import policies  # noqa: E402
-from launch.configs.collect import base as collect_base  # noqa: E402
+from jaxmtf.configs.collect import base as collect_base  # noqa: E402
 
 # Per-algorithm cuts for a CPU run (the references' values are far costlier on a CPU).
 CPU_CUTS = {
@@ -50,7 +50,7 @@ def collect_dataset(pipeline: str, num_users: int, out_dir: str, seed: int):
 
 
 def train_and_score(algo, dataset_path, args, env_params, key):
-    config = importlib.import_module(f"launch.configs.{algo}").get_config()
+    config = importlib.import_module(f"jaxmtf.configs.{algo}").get_config()
     config.dataset = dataset_path
     config.num_seeds, config.num_updates, config.chunk_size = args.num_seeds, args.num_updates, args.chunk_size
     config.eval_every, config.checkpoint_every = 0, 0

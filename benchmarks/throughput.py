@@ -93,7 +93,7 @@ def flops_per_update(agent, batch, hparams, period: int = 2) -> float:
 
 def benchmark_config(algo: str):
     """The algorithm's launch config, timed in its steady state."""
-    config = importlib.import_module(f"launch.configs.{algo}").get_config()
+    config = importlib.import_module(f"jaxmtf.configs.{algo}").get_config()
     if algo == "cql":
         # Past the reference's 40k behaviour-cloning updates the policy loss goes through the
         # critics (what d3rlpy does from the first update); time that, the longer phase.

@@ -32,7 +32,7 @@ every seed's file exists (collection is a pure function of the keys); its
 training resumes from its newest checkpoint. So the final result equals an
 uninterrupted run's.
 
-Choices the paper leaves open (config fields, see launch/configs/integrated_rl.py):
+Choices the paper leaves open (config fields, see jaxmtf/configs/integrated_rl.py):
 `train_on` ("all" rounds so far, or the "newest"); `warm_start` ("actor":
 round k's actor and its target start from round k-1's deployed actor, the
 critics fresh; "actor_critic": both; "none": a fresh initialisation, as
@@ -73,7 +73,7 @@ REFERENCES_FILE = "references.json"
 PAD_MULTIPLE = 1024  # per-seed data is padded to a multiple of this (fewer distinct shapes to compile)
 
 
-# launch/configs/integrated_rl.progressive_config's fields, checked before anything is collected or written.
+# jaxmtf/configs/integrated_rl.progressive_config's fields, checked before anything is collected or written.
 PROGRESSIVE_FIELDS = {
     "rounds": schema.integer(1),
     "budget_sessions": schema.integer(1),
@@ -97,7 +97,7 @@ def validate_progressive(config) -> None:
     """The progressive fields, checked before anything runs (ConfigError names the field)."""
     validate_config(config)
     if "progressive" not in config:
-        raise ConfigError("config field 'progressive': missing (see launch/configs/integrated_rl.py)")
+        raise ConfigError("config field 'progressive': missing (see jaxmtf/configs/integrated_rl.py)")
     p = config.progressive
     if "num_users" in p:
         raise ConfigError("config field 'progressive.num_users': replaced by 'progressive.budget_sessions', the "

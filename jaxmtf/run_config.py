@@ -24,7 +24,7 @@ def _sweep_like(value) -> bool:
     return isinstance(value, str) or (hasattr(value, "items") and all(isinstance(k, str) for k in value))
 
 
-# The driver's fields (launch/configs/base.py documents each); required ones every training config has.
+# The driver's fields (jaxmtf/configs/base.py documents each); required ones every training config has.
 DRIVER_FIELDS = {
     "algo": schema.choice(list(agents.ALGORITHMS)),
     "agent": schema.Field(lambda v: hasattr(v, "items"), "a ConfigDict of the agent's fields"),

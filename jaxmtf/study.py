@@ -3,7 +3,7 @@ the MTF methods' comparison. The notebooks hold calls and prose; the logic is he
 
     SCALE=small (default) | full, read from the environment; JAXMTF_RUNS_DIR (default runs) is where
     everything goes: the study in RUNS/study (full) or RUNS/study_small, the quickstart beside it.
-Run from the repository root (the sweep reads launch/configs).
+The configs are the package's (jaxmtf/configs), so this runs from anywhere.
 """
 import os
 from typing import Any, Dict, Optional
@@ -38,7 +38,7 @@ def study_dir(scale_name: str) -> str:
 
 
 def study_config(scale_name: str):
-    from launch.configs.sweeps import batchrl_study
+    from jaxmtf.configs.sweeps import batchrl_study
 
     return batchrl_study.get_config(scale_name)
 
@@ -59,9 +59,9 @@ def study_scores(workdir: str) -> Dict[str, Any]:
 
 
 def ope_config(scale_name: str, workdir: str, dataset: str):
-    """launch/configs/ope.py for every run directory of the study trained on `dataset`, plus the named
+    """jaxmtf/configs/ope.py for every run directory of the study trained on `dataset`, plus the named
     baselines; FQE cut at small scale."""
-    from launch.configs import ope
+    from jaxmtf.configs import ope
 
     index = sweep.read_index(workdir)
     if dataset not in index["datasets"]:

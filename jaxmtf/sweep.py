@@ -1,6 +1,6 @@
 """Studies: algorithms x datasets, each cell one compiled program over its settings x seeds.
 
-A sweep config (launch/configs/sweeps/*.py) names algorithms (launch/configs
+A sweep config (jaxmtf/configs/sweeps/*.py) names algorithms (jaxmtf/configs
 names), datasets (paths, or `collect:PIPELINE` collected on demand into
 WORKDIR/data and reused), per-algorithm hparam grids, and the driver fields
 every cell shares. Each (algorithm, dataset) cell is one standard run
@@ -42,7 +42,7 @@ PENDING, RUNNING, DONE, UNFINISHED, FAILED = "pending", "running", "done", "unfi
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    algo: str  # a launch/configs name (ddpg is TD3's config without its tricks)
+    algo: str  # a jaxmtf/configs name (ddpg is TD3's config without its tricks)
     dataset: str  # a key of the sweep's `datasets`
 
     @property
@@ -68,12 +68,12 @@ def _names(value: str, field: str) -> List[str]:
 
 
 def algorithm_config(algo: str):
-    """launch/configs/ALGO.py's get_config() (the launch package must be importable: run from the repo root)."""
+    """jaxmtf/configs/ALGO.py's get_config()."""
     try:
-        module = importlib.import_module(f"launch.configs.{algo}")
+        module = importlib.import_module(f"jaxmtf.configs.{algo}")
     except ModuleNotFoundError as missing:
         raise ConfigError(
-            f"sweep config field 'algorithms': no training config launch/configs/{algo}.py ({missing}); "
+            f"sweep config field 'algorithms': no training config jaxmtf/configs/{algo}.py ({missing}); "
             "run from the repository root"
         ) from None
     return module.get_config()
@@ -86,7 +86,7 @@ def cell_config(config, cell: Cell, dataset_path: str):
     train.dataset = dataset_path
     for name, value in config.train.items():
         if name not in train:
-            raise ConfigError(f"sweep config field 'train.{name}': not a driver field of launch/configs/{cell.algo}.py")
+            raise ConfigError(f"sweep config field 'train.{name}': not a driver field of jaxmtf/configs/{cell.algo}.py")
         train[name] = value
     if config.hidden_width:
         for name in train.agent:
@@ -156,9 +156,9 @@ def dataset_path(config, name: str, workdir: str) -> str:
 
 
 def _pipeline_config(pipeline_name: str):
-    """launch/configs/collect/PIPELINE.py's get_config()."""
+    """jaxmtf/configs/collect/PIPELINE.py's get_config()."""
     try:
-        module = importlib.import_module(f"launch.configs.collect.{pipeline_name}")
+        module = importlib.import_module(f"jaxmtf.configs.collect.{pipeline_name}")
     except ModuleNotFoundError:
         raise ConfigError(
             f"sweep config field 'datasets': unknown pipeline {pipeline_name!r} (known: {', '.join(collect.PIPELINES)})"
@@ -171,7 +171,7 @@ def _as_json(config) -> Dict[str, Any]:
 
 
 def collection_config(config, pipeline_name: str):
-    """The pipeline's collection config (launch/configs/collect/PIPELINE.py) with the sweep's `collect` overrides."""
+    """The pipeline's collection config (jaxmtf/configs/collect/PIPELINE.py) with the sweep's `collect` overrides."""
     collect_config = _pipeline_config(pipeline_name)
     for name, value in config.collect.items():
         if name == "online":

@@ -34,7 +34,7 @@ def pytest_unconfigure(config):
 
 def small_config(algo: str, hidden=(32, 32), **driver_overrides):
     """The algorithm's launch config with small networks and a short run."""
-    config = importlib.import_module(f"launch.configs.{algo}").get_config()
+    config = importlib.import_module(f"jaxmtf.configs.{algo}").get_config()
     for name in list(config.agent.keys()):
         if name.endswith("_hidden_dims"):
             config.agent[name] = hidden
@@ -54,7 +54,7 @@ def registered_algorithms():
     """Algorithms whose agent module and launch config both import (all must)."""
     for algo, module in ALGORITHMS.items():
         importlib.import_module(f"jaxmtf.agents.{module}")
-        importlib.import_module(f"launch.configs.{algo}")
+        importlib.import_module(f"jaxmtf.configs.{algo}")
     return list(ALGORITHMS)
 
 

@@ -6,7 +6,7 @@ from conftest import small_config
 
 from jaxmtf import analysis, pipeline
 from jaxmtf.data import collect
-from launch.configs.collect import base
+from jaxmtf.configs.collect import base
 
 
 @pytest.fixture(scope="module")

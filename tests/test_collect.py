@@ -17,7 +17,7 @@ from jaxmtf.data import collect
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies
 from jaxmtf.sim.rollout import rollout
-from launch.configs.collect import base
+from jaxmtf.configs.collect import base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

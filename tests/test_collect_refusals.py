@@ -7,7 +7,7 @@ import pytest
 
 from jaxmtf.data import collect
 from jaxmtf.run_config import ConfigError
-from launch.configs.collect import base
+from jaxmtf.configs.collect import base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,7 +13,7 @@ from conftest import CompiledAgent, small_config
 from jaxmtf import networks
 from jaxmtf.agents import cql, make_agent, sac
 from jaxmtf.data.synthetic import one_step_dataset, optimal_action
-from launch.configs import cql as cql_config
+from jaxmtf.configs import cql as cql_config
 
 OBS_DIM, ACT_DIM, BATCH = 4, 2, 128
 HIDDEN = (64, 64)

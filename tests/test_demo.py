@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 from jaxmtf import demo
-from launch.configs import demo as demo_config
+from jaxmtf.configs import demo as demo_config
 
 
 def test_demo_writes_the_results_table(tmp_path):

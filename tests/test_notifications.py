@@ -86,7 +86,7 @@ def test_policies_must_give_one_integer_action():
 
 def test_collect_and_train_cql_dqn_through_the_launcher_path(tmp_path):
     """Collection -> .npz -> launch.train's path (pipeline.train_from_config) with simulator evaluation."""
-    from launch.configs.collect import notifications_softmax
+    from jaxmtf.configs.collect import notifications_softmax
 
     config = notifications_softmax.get_config()
     config.num_users, config.eval_users = 40, 40
@@ -115,7 +115,7 @@ def test_notification_pipelines_refuse_continuous_ones():
 
 
 def _collect_config(pipeline_name, simulator="notifications"):
-    from launch.configs.collect import base
+    from jaxmtf.configs.collect import base
 
     config = base.get_base_config(pipeline_name)
     config.simulator = simulator

@@ -286,7 +286,7 @@ def test_fqe_target_by_hand():
 def test_bad_ope_config_is_named(field, value, message):
     from jaxmtf.ope.config import validate_ope_config
     from jaxmtf.run_config import ConfigError
-    from launch.configs import ope as ope_config
+    from jaxmtf.configs import ope as ope_config
 
     config = ope_config.get_config()
     parent, _, name = field.rpartition(".")

@@ -12,8 +12,8 @@ from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.ope import run as ope_run
 from jaxmtf.ope.targets import PolicySpecError, load_policies
 from jaxmtf.sim import env as sim_env
-from launch.configs import ope as ope_config
-from launch.configs.collect import base as collect_base
+from jaxmtf.configs import ope as ope_config
+from jaxmtf.configs.collect import base as collect_base
 
 ESTIMATORS = {"fqe", "tis", "pdis", "wis", "wpdis", "mis", "dr", "wdr"}
 

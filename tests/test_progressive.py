@@ -7,7 +7,7 @@ import pytest
 
 from jaxmtf import progressive, rundir
 from jaxmtf.run_config import ConfigError
-from launch.configs import batchrl_mtf, integrated_rl
+from jaxmtf.configs import batchrl_mtf, integrated_rl
 
 
 def tiny_config(**progressive_fields):

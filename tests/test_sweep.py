@@ -81,7 +81,7 @@ def test_changed_collection_config_is_refused_not_mixed(uninterrupted):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"algorithms": "td3_bc,nope"}, r"no training config launch/configs/nope.py"),
+    ({"algorithms": "td3_bc,nope"}, r"no training config jaxmtf/configs/nope.py"),
     ({"algorithms": ""}, r"'algorithms': got '', expected at least one name"),
     ({"datasets": ml_collections.ConfigDict({"x": "collect:nope"})}, r"unknown pipeline 'nope'"),
     ({"datasets": ml_collections.ConfigDict({"x": "/no/such.npz"})}, r"'datasets.x': got '/no/such.npz', no such file"),

@@ -27,7 +27,7 @@ paper writes its target. gamma = 0.9 as the paper.
 
 What the paper leaves open (the forms of d and phi, eta, lambda, w_g; the
 optimiser and network sizes) are choices, each a config field
-(launch/configs/integrated_rl.py):
+(jaxmtf/configs/integrated_rl.py):
 
 - d sums the per-dimension exponential over the action's dimensions with a
   length scale s (`penalty_scale`, 0.03 in action units): a gradient of
@@ -42,7 +42,7 @@ optimiser and network sizes) are choices, each a config field
   sum_g Q_gj: the groups' rewards partition the total reward.
 
 The earlier reading of the paper stays reachable, one config field per
-choice, for the ablations (launch/configs/integrated_rl.py `variant`s):
+choice, for the ablations (jaxmtf/configs/integrated_rl.py `variant`s):
 the box around the logged action (`box_anchor` "logged_action"), a quadratic
 penalty averaged over dimensions (`penalty_shape` "quadratic"), TD3's target
 smoothing (`policy_noise`) with the min over the ensemble (`target_reduction`
@@ -86,7 +86,7 @@ def _weights(value) -> bool:
         return False
 
 
-# The agent's fields (launch/configs/integrated_rl.py documents each): TD3's, and its own.
+# The agent's fields (jaxmtf/configs/integrated_rl.py documents each): TD3's, and its own.
 CONFIG_FIELDS = {
     **td3.CONFIG_FIELDS,
     "num_critics": schema.integer(2),  # per group; the disagreement needs two members at least

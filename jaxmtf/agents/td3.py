@@ -6,7 +6,7 @@ networks update on the delayed steps only), tau 0.005, gamma 0.99, batch 256,
 target min(Q1', Q2'), actor loss -Q1(s, pi(s)).
 
 DDPG (sfujim's OurDDPG): one critic, no smoothing noise, delay 1; same
-network sizes and learning rates. See launch/configs/ddpg.py.
+network sizes and learning rates. See jaxmtf/configs/ddpg.py.
 
 The actor loss is a parameter of `make_td3_family`, so TD3+BC (td3_bc.py) is
 this module with another actor loss; the target and the actor objective are

@@ -56,8 +56,8 @@ NOTIFICATION_PIPELINES = ("random", "epsilon_greedy", "softmax")  # the notifica
 
 # ----------------------------------------------------------------- the collection config's schema
 
-ONLINE_ALGOS = ("td3", "ddpg")  # the online behavioural agents (launch/configs names)
-# launch/configs/collect/base.py's fields, checked before anything is simulated or written.
+ONLINE_ALGOS = ("td3", "ddpg")  # the online behavioural agents (jaxmtf/configs names)
+# jaxmtf/configs/collect/base.py's fields, checked before anything is simulated or written.
 CONFIG_FIELDS = {
     "pipeline": schema.string(),  # against the simulator's pipelines below
     "simulator": schema.choice(tuple(envs.ENVIRONMENTS)),
@@ -282,7 +282,7 @@ def train_online(config, env_params: sim_env.EnvParams, key) -> Dict[str, Any]:
 def _agent_config(algo: str):
     import importlib
 
-    return importlib.import_module(f"launch.configs.{algo}").get_config()
+    return importlib.import_module(f"jaxmtf.configs.{algo}").get_config()
 
 
 # ----------------------------------------------------------------- the pipelines

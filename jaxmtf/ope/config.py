@@ -1,4 +1,4 @@
-"""The OPE config's fields (launch/configs/ope.py documents each), checked before anything is built.
+"""The OPE config's fields (jaxmtf/configs/ope.py documents each), checked before anything is built.
 
 The same schema as the training driver's (jaxmtf.schema): a bad value fails
 with one line naming the field, the value and what was expected, and an

@@ -9,7 +9,7 @@ next state, against a target network:
 
 d3rlpy's defaults: one critic MLP 256-256 (ReLU, torch init), Adam lr 1e-4,
 batch 100, gamma 0.99, the target network copied (hard update) every 100
-gradient steps, MSE loss for continuous actions. launch/configs/ope.py keeps
+gradient steps, MSE loss for continuous actions. jaxmtf/configs/ope.py keeps
 them but for the step size (3e-4) and the copy interval (20), which
 converge within 10k updates on 100-step sessions where d3rlpy's had not
 after 6k (the config says why).

@@ -1,13 +1,11 @@
-"""Double DQN (van Hasselt et al. 2016), offline: the DQN config with the online critic choosing a_t (d3rlpy DoubleDQN).
+"""Launch config: Double DQN (van Hasselt et al. 2016), offline: the DQN config with the online critic choosing a_t (d3rlpy DoubleDQN).
 
-    python -m launch.train --config=launch/configs/double_dqn.py \
-        --config.dataset=runs/data/notif_eps.npz --config.num_seeds=4 --workdir=runs/double_dqn
+The defaults live in the package (jaxmtf/configs/double_dqn.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs import dqn
+from jaxmtf.configs import double_dqn
 
 
 def get_config():
-    config = dqn.get_config()
-    config.algo = "double_dqn"
-    config.agent.double_q = True  # the target's action by argmax of the online Q, its value by Q'
-    return config
+    return double_dqn.get_config()

@@ -1,11 +1,11 @@
-"""IntegratedRL-MTF at the paper's ensemble size: 2 critic groups x 24 critics (launch/configs/integrated_rl.py has 10).
+"""Launch config: IntegratedRL-MTF at the paper's ensemble size: 2 critic groups x 24 critics (launch/configs/integrated_rl.py has 10).
 
-    python -m launch.progressive --config=launch/configs/integrated_rl_paper.py --workdir=runs/integrated_rl_paper
+The defaults live in the package (jaxmtf/configs/integrated_rl_paper.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs import integrated_rl
+from jaxmtf.configs import integrated_rl_paper
 
 
 def get_config(variant: str = ""):
-    config = integrated_rl.get_config(variant)
-    config.agent.num_critics = 24  # critics per group, the paper's m = 24
-    return config
+    return integrated_rl_paper.get_config(variant)

@@ -1,14 +1,11 @@
-"""TD3+BC (Fujimoto & Gu 2021) with the defaults of sfujim/TD3_BC.
+"""Launch config: TD3+BC (Fujimoto & Gu 2021) with the defaults of sfujim/TD3_BC.
 
-    python -m launch.train --config=launch/configs/td3_bc.py \
-        --config.dataset=runs/data/mixed.npz --config.num_seeds=4 --workdir=runs/td3_bc
+The defaults live in the package (jaxmtf/configs/td3_bc.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs import td3
+from jaxmtf.configs import td3_bc
 
 
 def get_config():
-    config = td3.get_config()
-    config.algo = "td3_bc"
-    config.normalize_observations = True  # the reference standardises states
-    config.agent.alpha = 2.5  # lambda = alpha / mean|Q| weighs RL against BC (sweepable)
-    return config
+    return td3_bc.get_config()

@@ -1,9 +1,11 @@
-"""Collection pipeline 'expert' (see jaxmtf.data.collect).
+"""Launch config: Collection pipeline 'expert' (see jaxmtf.data.collect).
 
-    python -m launch.collect --config=launch/configs/collect/expert.py --output=runs/data/expert.npz
+The defaults live in the package (jaxmtf/configs/collect/expert.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs.collect import base
+from jaxmtf.configs.collect import expert
 
 
 def get_config():
-    return base.get_base_config("expert")
+    return expert.get_config()

@@ -1,9 +1,11 @@
-"""Collection pipeline 'exploration_box' (see jaxmtf.data.collect).
+"""Launch config: Collection pipeline 'exploration_box' (see jaxmtf.data.collect).
 
-    python -m launch.collect --config=launch/configs/collect/exploration_box.py --output=runs/data/exploration_box.npz
+The defaults live in the package (jaxmtf/configs/collect/exploration_box.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs.collect import base
+from jaxmtf.configs.collect import exploration_box
 
 
 def get_config():
-    return base.get_base_config("exploration_box")
+    return exploration_box.get_config()

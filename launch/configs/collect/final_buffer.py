@@ -1,9 +1,11 @@
-"""Collection pipeline 'final_buffer' (see jaxmtf.data.collect).
+"""Launch config: Collection pipeline 'final_buffer' (see jaxmtf.data.collect).
 
-    python -m launch.collect --config=launch/configs/collect/final_buffer.py --output=runs/data/final_buffer.npz
+The defaults live in the package (jaxmtf/configs/collect/final_buffer.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs.collect import base
+from jaxmtf.configs.collect import final_buffer
 
 
 def get_config():
-    return base.get_base_config("final_buffer")
+    return final_buffer.get_config()

@@ -1,9 +1,11 @@
-"""Collection pipeline 'imitation' (see jaxmtf.data.collect).
+"""Launch config: Collection pipeline 'imitation' (see jaxmtf.data.collect).
 
-    python -m launch.collect --config=launch/configs/collect/imitation.py --output=runs/data/imitation.npz
+The defaults live in the package (jaxmtf/configs/collect/imitation.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs.collect import base
+from jaxmtf.configs.collect import imitation
 
 
 def get_config():
-    return base.get_base_config("imitation")
+    return imitation.get_config()

@@ -1,9 +1,11 @@
-"""Collection pipeline 'mixed' (see jaxmtf.data.collect).
+"""Launch config: Collection pipeline 'mixed' (see jaxmtf.data.collect).
 
-    python -m launch.collect --config=launch/configs/collect/mixed.py --output=runs/data/mixed.npz
+The defaults live in the package (jaxmtf/configs/collect/mixed.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs.collect import base
+from jaxmtf.configs.collect import mixed
 
 
 def get_config():
-    return base.get_base_config("mixed")
+    return mixed.get_config()

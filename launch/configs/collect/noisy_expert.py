@@ -1,9 +1,11 @@
-"""Collection pipeline 'noisy_expert' (see jaxmtf.data.collect).
+"""Launch config: Collection pipeline 'noisy_expert' (see jaxmtf.data.collect).
 
-    python -m launch.collect --config=launch/configs/collect/noisy_expert.py --output=runs/data/noisy_expert.npz
+The defaults live in the package (jaxmtf/configs/collect/noisy_expert.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs.collect import base
+from jaxmtf.configs.collect import noisy_expert
 
 
 def get_config():
-    return base.get_base_config("noisy_expert")
+    return noisy_expert.get_config()

@@ -1,14 +1,11 @@
-"""Notification simulator, behaviour 'epsilon_greedy': the rule, or a uniform count with probability epsilon.
+"""Launch config: Notification simulator, behaviour 'epsilon_greedy': the rule, or a uniform count with probability epsilon.
 
-    python -m launch.collect --config=launch/configs/collect/notifications_epsilon_greedy.py \
-        --output=runs/data/notif_eps.npz
+The defaults live in the package (jaxmtf/configs/collect/notifications_epsilon_greedy.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs.collect import base
+from jaxmtf.configs.collect import notifications_epsilon_greedy
 
 
 def get_config():
-    config = base.get_base_config("epsilon_greedy")
-    config.simulator = "notifications"  # the discrete simulator (jaxmtf.sim.notifications)
-    config.num_users = 2_000  # users logged, 30 days each at most
-    config.epsilon = 0.3  # share of uniform counts: every count is logged in every state
-    return config
+    return notifications_epsilon_greedy.get_config()

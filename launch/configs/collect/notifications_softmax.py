@@ -1,14 +1,11 @@
-"""Notification simulator, behaviour 'softmax': counts near the rule's likelier, softmax(-(a - rule(s))^2 / T).
+"""Launch config: Notification simulator, behaviour 'softmax': counts near the rule's likelier, softmax(-(a - rule(s))^2 / T).
 
-    python -m launch.collect --config=launch/configs/collect/notifications_softmax.py \
-        --output=runs/data/notif_softmax.npz
+The defaults live in the package (jaxmtf/configs/collect/notifications_softmax.py, one comment per field), so the library and
+notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
+on the command line (--config.FIELD=VALUE).
 """
-from launch.configs.collect import base
+from jaxmtf.configs.collect import notifications_softmax
 
 
 def get_config():
-    config = base.get_base_config("softmax")
-    config.simulator = "notifications"  # the discrete simulator (jaxmtf.sim.notifications)
-    config.num_users = 2_000  # users logged, 30 days each at most
-    config.temperature = 1.0  # rule's count ~0.6, +-1 ~0.22 each, +-2 ~0.01: narrow exploration
-    return config
+    return notifications_softmax.get_config()
