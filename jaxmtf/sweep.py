@@ -205,12 +205,34 @@ def _differences(recorded, wanted, defaults) -> str:
 # ----------------------------------------------------------------------------- the index
 
 
+STATUSES = (PENDING, RUNNING, DONE, UNFINISHED, FAILED)
+
+
 def read_index(workdir: str) -> Dict[str, Any]:
-    """WORKDIR/sweep.json: {"cells": {name: entry}, "datasets": {name: path}}; an empty index if absent."""
+    """WORKDIR/sweep.json: {"cells": {name: entry}, "datasets": {name: path}}; an empty index if absent.
+
+    A damaged index (not that shape, an entry without a known status) is refused naming what is wrong: the
+    sweep does not guess which cells ran (delete the file to rebuild it: finished cells resume from their run
+    directories)."""
     path = os.path.join(workdir, INDEX_FILE)
     if not os.path.exists(path):
         return {"cells": {}, "datasets": {}}
-    return rundir.read_json(path)
+    index = rundir.read_json(path)
+    fix = f"(delete {path} to rebuild it from the run directories)"
+    if not isinstance(index, dict) or set(index) != {"cells", "datasets"}:
+        got = type(index).__name__ if not isinstance(index, dict) else f"keys {sorted(index)}"
+        raise rundir.RunDirError(f"sweep index '{path}': got {got}, expected an object with keys 'cells' and "
+                                 f"'datasets' {fix}")
+    for field in ("cells", "datasets"):
+        if not isinstance(index[field], dict):
+            raise rundir.RunDirError(f"sweep index '{path}' field '{field}': got {type(index[field]).__name__}, "
+                                     f"expected an object {fix}")
+    for name, entry in index["cells"].items():
+        if not isinstance(entry, dict) or entry.get("status") not in STATUSES:
+            status = entry.get("status") if isinstance(entry, dict) else entry
+            raise rundir.RunDirError(f"sweep index '{path}' field 'cells.{name}.status': got {status!r}, expected "
+                                     f"one of {', '.join(STATUSES)} {fix}")
+    return index
 
 
 def _write_index(workdir: str, index: Dict[str, Any]) -> None:
@@ -291,9 +313,10 @@ def run_sweep(config, workdir: str, stop_after: Optional[int] = None,
         progress.close()
     finally:
         lock.release()
-    failed = [name for name, entry in index["cells"].items() if entry["status"] == FAILED]
+    failed = [name for name, entry in index["cells"].items() if "error" in entry]
     if failed:
-        raise SweepFailed(f"{len(failed)} cell(s) failed: " + "; ".join(f"{n}: {index['cells'][n]['error']}" for n in failed))
+        raise SweepFailed(f"{len(failed)} cell(s) refused: " + "; ".join(
+            f"{n} ({index['cells'][n]['status']}): {index['cells'][n]['error']}" for n in failed))
     return index
 
 
@@ -307,8 +330,13 @@ def config_digest(train_config) -> str:
 
 
 def _refused(workdir, index, cell, refused) -> None:
-    """Marks the cell failed with the refusal's message (the sweep goes on with the next cell)."""
-    index["cells"][cell.name].update(status=FAILED, error=str(refused))
+    """Records the refusal's message on the cell (the sweep goes on with the next cell). A cell that had run
+    keeps its status: its run directory still holds what an earlier config trained ("done" stays "done"); one
+    that never ran is "failed"."""
+    entry = index["cells"][cell.name]
+    entry["error"] = str(refused)
+    if entry["status"] in (PENDING, RUNNING, FAILED):
+        entry["status"] = FAILED
     _write_index(workdir, index)
     logging.error("sweep: cell %s refused: %s", cell.name, refused)
 
@@ -323,8 +351,13 @@ def _run_cell(config, workdir, cell, index, paths, train_fn, stop_after, progres
         return _refused(workdir, index, cell, refused)
     digest = config_digest(train_config)
     if entry["status"] == DONE and entry.get("config_digest") == digest:
-        progress.finished(cell, 0.0, entry.get("updates_per_second"), skipped=True)
-        return
+        if os.path.exists(os.path.join(run_dir(workdir, cell), rundir.SUMMARY_FILE)):
+            if entry.pop("error", None) is not None:  # an earlier call's refusal no longer holds
+                _write_index(workdir, index)
+            progress.finished(cell, 0.0, entry.get("updates_per_second"), skipped=True)
+            return
+        logging.warning("sweep: cell %s is marked done but %s holds no finished run (deleted?): training it "
+                        "again", cell.name, run_dir(workdir, cell))
     entry.update(status=RUNNING, dataset_path=paths[cell.dataset], config_digest=digest)
     _write_index(workdir, index)
     start = time.time()

@@ -2,6 +2,7 @@
 the analysis loaders on a sweep directory."""
 import json
 import os
+import shutil
 
 import ml_collections
 import numpy as np
@@ -78,6 +79,48 @@ def test_changed_collection_config_is_refused_not_mixed(uninterrupted):
     changed = tiny_sweep(collect=ml_collections.ConfigDict({"num_users": 13, "eval_users": 16, "seed": 0}))
     with pytest.raises(sweep.SweepFailed, match=r"datasets.random.*another collection config.*num_users: 12 there, 13 here"):
         sweep.run_sweep(changed, workdir)
+    # The refusal does not undo what ran: the finished cell stays done (its error recorded beside it) ...
+    entry = sweep.read_index(workdir)["cells"]["td3_bc-random"]
+    assert entry["status"] == sweep.DONE and "another collection config" in entry["error"]
+    # ... and the unchanged config finds every cell finished again, the stale error gone, nothing trained.
+    calls = []
+    index = sweep.run_sweep(tiny_sweep(), workdir, train_fn=lambda *args: calls.append(args))
+    assert calls == [] and all(e["status"] == sweep.DONE and "error" not in e for e in index["cells"].values())
+
+
+def test_a_done_cell_whose_run_directory_was_deleted_trains_again(tmp_path):
+    workdir, calls = str(tmp_path / "sweep"), []
+
+    def fake_train(train_config, run_dir, stop_after):  # a finished run directory, without the training
+        calls.append(os.path.basename(run_dir))
+        os.makedirs(run_dir, exist_ok=True)
+        rundir.write_json(os.path.join(run_dir, rundir.SUMMARY_FILE), {"finished": True})
+        return {"finished": True, "step": 40, "num_runs": 2}
+
+    sweep.run_sweep(tiny_sweep(), workdir, train_fn=fake_train)
+    assert sorted(calls) == ["td3_bc-expert", "td3_bc-random"]
+    shutil.rmtree(os.path.join(workdir, "runs", "td3_bc-random"))
+    calls.clear()
+    index = sweep.run_sweep(tiny_sweep(), workdir, train_fn=fake_train)
+    assert calls == ["td3_bc-random"] and index["cells"]["td3_bc-random"]["status"] == sweep.DONE
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", r"sweep index .*sweep.json': got list, expected an object with keys 'cells' and 'datasets'"),
+    ("{}", r"got keys \[\], expected an object with keys 'cells' and 'datasets'"),
+    ('{"cells": [], "datasets": {}}', r"field 'cells': got list, expected an object"),
+    ('{"cells": {"td3_bc-random": {"status": "finished"}}, "datasets": {}}',
+     r"field 'cells.td3_bc-random.status': got 'finished', expected one of pending, running, done"),
+    ('{"cells": {', r"got invalid JSON"),
+])
+def test_a_damaged_sweep_index_is_refused_before_anything_runs(tmp_path, content, message):
+    workdir = tmp_path / "sweep"
+    workdir.mkdir()
+    (workdir / sweep.INDEX_FILE).write_text(content)
+    with pytest.raises(rundir.RunDirError, match=message):
+        sweep.run_sweep(tiny_sweep(), str(workdir), train_fn=lambda *args: pytest.fail("trained"))
+    assert set(os.listdir(workdir)) <= {sweep.INDEX_FILE, "run.lock"}  # nothing collected or trained
+    assert (workdir / sweep.INDEX_FILE).read_text() == content  # left as it was
 
 
 @pytest.mark.parametrize("overrides, message", [
