@@ -156,9 +156,17 @@ class Checkpointer:
         except Exception as e:
             return None, f"its state does not load: {_first_line(e)}"
         state = state["state"]
-        if "checksum" in saved_meta and state_checksum(state) != saved_meta["checksum"]:
-            return None, "its state does not match its checksum"
-        return state, ""
+        problem = self._checksum_problem(step, state, saved_meta)
+        return (None, problem) if problem else (state, "")
+
+    def _checksum_problem(self, step: int, state: Any, saved_meta: Dict[str, Any]) -> str:
+        """"" if `state` matches the checksum its record holds; a record without one is warned about, naming
+        the checkpoint (it restores: older jaxmtf wrote none), since its bytes cannot be verified."""
+        if "checksum" not in saved_meta:
+            absl_logging.warning("checkpoint %d in %s has no checksum in its record: its state is restored "
+                                 "unverified", step, self.directory)
+            return ""
+        return "" if state_checksum(state) == saved_meta["checksum"] else "its state does not match its checksum"
 
     def quarantine(self, steps: List[int], process_index: int = 0) -> None:
         """Moves the skipped checkpoints into `checkpoints.corrupt/` (process 0 only); then call `reload`."""
@@ -183,6 +191,7 @@ class Checkpointer:
         For reading a trained policy (OPE, analysis), where the record of the
         run that wrote it is not this process's to match; `like_state` still
         fixes the structure, shapes and dtypes, so a wrong agent config fails.
+        The state is verified against its checksum (CheckpointError if it fails).
         """
         steps = self.all_steps()
         if not steps:
@@ -191,7 +200,15 @@ class Checkpointer:
         if step not in steps:
             raise CheckpointError(f"no checkpoint at step {step} in {self.directory} (saved steps: {sorted(steps)})")
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like_state)
-        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        except Exception as e:  # orbax raises many types for damaged files
+            raise CheckpointError(f"checkpoint {step} in {self.directory}: does not load ({_first_line(e)})") from e
+        problem = self._checksum_problem(step, restored["state"], restored["meta"])
+        if problem:  # no silent fallback here: the caller asked for this checkpoint's policy
+            raise CheckpointError(f"checkpoint {step} in {self.directory}: {problem} (damaged bytes); evaluate "
+                                  f"another with RUN_DIR@STEP (saved steps: {sorted(steps)})")
         return step, restored["state"]
 
     def close(self) -> None:

@@ -510,9 +510,26 @@ def check_run_dir(config, workdir: str, meta) -> None:
     record_path = os.path.join(workdir, RECORD_FILE)
     if os.path.exists(record_path):
         checkpoint_lib.check_record(rundir.read_json(record_path), meta, record_path)
+    logged = 0
     for name in (rundir.METRICS_FILE, rundir.EVAL_FILE):
         for path in rundir.run_files(workdir, name):
-            rundir.read_jsonl(path)  # a damaged line before the last refuses here, before any truncation
+            rows = rundir.read_jsonl(path)  # a damaged line before the last refuses here, before any truncation
+            logged = max([logged] + [int(r.get("step", 0)) for r in rows])
+    _check_logs_have_a_checkpoint(config, workdir, logged)
+
+
+def _check_logs_have_a_checkpoint(config, workdir: str, logged: int) -> None:
+    """Logs past the first checkpoint's update but no checkpoint at all (deleted): resuming would restart from
+    update 0 and cut the logs, which the driver never does silently. (Logs short of the first checkpoint are a
+    run killed before it: that one restarts, losing only those updates.)"""
+    every = int(config.get("checkpoint_every", 0) or 0)
+    directory = os.path.join(workdir, "checkpoints")
+    has_checkpoint = os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+    if every and logged >= every and not has_checkpoint:
+        raise checkpoint_lib.CheckpointError(
+            f"run directory '{workdir}': its logs reach update {logged} but it holds no checkpoint (one is written "
+            f"every {every} updates: were checkpoints/ deleted?); it never restarts from scratch silently: set "
+            "--config.force_new_run=True to start afresh (it deletes the logs too), or restore the checkpoints")
 
 
 def _existing_checkpoints(config, workdir: str, meta) -> Optional[checkpoint_lib.Checkpointer]:

@@ -279,6 +279,9 @@ CASES = [
     Bad("no readable checkpoint", _train(), checkpoint.CheckpointError,
         ("checkpoints", "got no readable checkpoint (30: ", "expected at least one that restores"),
         lambda w, b: (_base_copy(w, b), _damage_checkpoint_records(w)), True),
+    Bad("logs, no checkpoint", _train(), checkpoint.CheckpointError,
+        ("its logs reach update 30 but it holds no checkpoint", "force_new_run=True"),
+        lambda w, b: (_base_copy(w, b), shutil.rmtree(os.path.join(w, "checkpoints"))), True),
     Bad("workdir held", _train(), workdir_lock.WorkdirLocked,
         ("run directory", f"pid {os.getpid()} on host", "expected no other launcher"), _HeldLock()),
     Bad("workdir a file", _train(), rundir.RunDirError, ("run directory", "got a file", "expected a directory"),
@@ -394,8 +397,28 @@ def test_a_checkpoint_that_fails_its_checksum_is_skipped(tmp_path):
     step, restored = ckpt.restore_latest(jax.tree.map(np.zeros_like, state), {"algo": "td3"})
     assert step == 10 and ckpt.skipped == [20]
     _assert_equal_trees(restored, state)
+    # Reading a policy for evaluation verifies it too, and refuses rather than falling back.
+    like = jax.tree.map(np.zeros_like, state)
+    with pytest.raises(checkpoint.CheckpointError, match=r"checkpoint 20 in .*does not match its checksum"):
+        ckpt.restore_for_evaluation(like, 20)
+    _assert_equal_trees(ckpt.restore_for_evaluation(like, 10)[1], state)
     ckpt.close()
     assert checkpoint.state_checksum(state) != checkpoint.state_checksum({"w": state["w"][::-1], "step": state["step"]})
+
+
+def test_a_checkpoint_without_a_checksum_restores_with_a_warning(tmp_path, caplog):
+    state = {"w": jnp.arange(6.0).reshape(2, 3)}
+    ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"))
+    ckpt.save(10, state, {"algo": "td3"})
+    ckpt.close()
+    (tmp_path / "ckpt" / "10" / "meta" / "metadata").write_text(json.dumps({"algo": "td3"}))
+    ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"))
+    with caplog.at_level("WARNING"):
+        step, restored = ckpt.restore_latest(jax.tree.map(np.zeros_like, state), {"algo": "td3"})
+        ckpt.restore_for_evaluation(jax.tree.map(np.zeros_like, state))
+    ckpt.close()
+    assert step == 10 and caplog.text.count("checkpoint 10 in") == 2 and "no checksum in its record" in caplog.text
+    _assert_equal_trees(restored, state)
 
 
 def test_force_new_run_starts_afresh(base_run, tmp_path):
