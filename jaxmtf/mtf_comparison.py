@@ -185,7 +185,7 @@ def _release_programs() -> None:
     experiment in one process that reached Linux's 65,530-mapping limit (vm.max_map_count) and the next compile
     died with "LLVM compilation error: Cannot allocate memory" (the N = 16,000 segfault). A chain's programs are
     not reused by the next chain (other shapes or configs), so releasing them costs nothing."""
-    jax.clear_caches()
+    progressive.release_programs()
 
 
 def budget_rows(budget: int, workdir: str, sizes, reference, env_params, costs) -> List[Dict[str, Any]]:

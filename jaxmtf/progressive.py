@@ -121,6 +121,14 @@ def validate_progressive(config) -> None:
 _PROGRAMS: Dict[Any, Any] = {}
 
 
+def release_programs() -> None:
+    """Forgets every compiled program of this process (this module's and jax's caches): a long experiment
+    calls it between chains, since XLA's CPU code stays mapped while a program is cached (see
+    mtf_comparison._release_programs)."""
+    _PROGRAMS.clear()
+    jax.clear_caches()
+
+
 def _cached(key, build):
     if key not in _PROGRAMS:
         _PROGRAMS[key] = build()

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from absl import logging
 
-from jaxmtf import pipeline, rundir, workdir_lock
+from jaxmtf import pipeline, rundir, schema, workdir_lock
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.agents import make_agent
@@ -95,8 +95,8 @@ def cell_config(config, cell: Cell, dataset_path: str):
     for name, value in config.agent_overrides.get(cell.algo, {}).items():
         if name not in train.agent:
             raise ConfigError(
-                f"sweep config field 'agent_overrides.{cell.algo}.{name}': not an agent field of {cell.algo} "
-                f"(its fields: {sorted(train.agent)})"
+                f"sweep config field 'agent_overrides.{cell.algo}.{name}': got {name!r}, expected an agent field of "
+                f"{cell.algo}{schema.nearest(name, list(train.agent))} (its fields: {sorted(train.agent)})"
             )
         train.agent[name] = value
     train.sweep = config.grids.get(cell.algo, "")
