@@ -188,6 +188,26 @@ def test_scoring_metrics_by_hand():
     np.testing.assert_allclose(scores["relative_error"], np.mean([0.5, 0.5, 1 / 3, 0.25]))
     chosen = scoring.select(["a", "b"], np.array([5.0, 4.0]), np.array([1.0, 3.0]))
     assert chosen == {"by_estimate": "a", "by_lower_bound": "b"}
+    # Ties share their mean rank: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4): 4.5 / sqrt(4.5 * 5).
+    np.testing.assert_allclose(scoring.spearman([1.0, 2.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]), 4.5 / np.sqrt(22.5))
+    assert np.isnan(scoring.spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))  # a constant side: undefined
+    assert np.isnan(scoring.spearman([1.0, np.nan, 2.0], [1.0, 2.0, 3.0]))
+
+
+def test_kmeans_cells_find_separated_clusters_and_follow_the_seed():
+    """Three well-separated blobs: every restart-picked solution puts one centre in each; same seed, same
+    centres."""
+    from jaxmtf.ope import marginal
+
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = np.concatenate([m + 0.1 * rng.standard_normal((50, 2)) for m in means])
+    centres = marginal.kmeans(3, x, 3)
+    found = sorted(map(tuple, np.round(centres).astype(int).tolist()))
+    assert found == [(0, 0), (0, 10), (10, 0)]
+    np.testing.assert_array_equal(centres, marginal.kmeans(3, x, 3))
+    cells = np.asarray(marginal.assign_cells(jnp.asarray(x, jnp.float32), jnp.asarray(centres)))
+    assert all(len(set(cells[i * 50:(i + 1) * 50])) == 1 for i in range(3)) and len(set(cells)) == 3
 
 
 def test_is_is_refused_without_behaviour_log_prob(tiny_dataset):

@@ -37,6 +37,8 @@ without the truth.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.cluster.vq
 
 from jaxmtf.ope.episodes import Episodes, discounts
 
@@ -49,17 +51,17 @@ def principal_components(x, num_components: int):
     return mean, std, vt[:num_components].T
 
 
-def kmeans(key, x, num_clusters: int, iterations: int = 50):
-    """Lloyd's algorithm from `num_clusters` distinct data points; an empty cluster keeps its centre. [K, D]."""
-    centres = x[jax.random.choice(key, x.shape[0], (num_clusters,), replace=False)]
-
-    def step(_, centres):
-        assign = assign_cells(x, centres)
-        one_hot = jax.nn.one_hot(assign, num_clusters)
-        totals, sizes = one_hot.T @ x, one_hot.sum(0)
-        return jnp.where(sizes[:, None] > 0, totals / jnp.maximum(sizes, 1.0)[:, None], centres)
-
-    return jax.lax.fori_loop(0, iterations, step, centres)
+def kmeans(seed: int, x, num_clusters: int, restarts: int = 5) -> np.ndarray:
+    """[K, D] centres: scipy's k-means (k-means++ starts, Lloyd's iterations), the best of `restarts` runs by
+    within-cell sum of squares. Host-side and once per OPE run (the fit is at most max_fit_rows rows)."""
+    x = np.asarray(x, np.float64)
+    rng, best, best_inertia = np.random.default_rng(seed), None, np.inf
+    for _ in range(restarts):
+        centres, labels = scipy.cluster.vq.kmeans2(x, num_clusters, minit="++", seed=rng)
+        inertia = float(np.sum((x - centres[labels]) ** 2))
+        if inertia < best_inertia:
+            best, best_inertia = centres, inertia
+    return best.astype(np.float32)
 
 
 def assign_cells(x, centres):
@@ -74,8 +76,9 @@ def state_cells(key, observations, num_cells: int, num_components: int, max_fit_
     n = observations.shape[0]
     fit = observations if n <= max_fit_rows else observations[jax.random.choice(k_rows, n, (max_fit_rows,), replace=False)]
     mean, std, proj = principal_components(fit, num_components)
-    centres = kmeans(k_means, ((fit - mean) / std) @ proj, num_cells)
-    return assign_cells(((observations - mean) / std) @ proj, centres)
+    seed = int(jax.random.randint(k_means, (), 0, 2**31 - 1))  # the config's seed, through the OPE key
+    centres = kmeans(seed, ((fit - mean) / std) @ proj, num_cells)
+    return assign_cells(((observations - mean) / std) @ proj, jnp.asarray(centres))
 
 
 def marginalized_is(episodes: Episodes, cells, log_ratio, gamma, counts, num_cells: int):

@@ -14,29 +14,18 @@ highest lower confidence bound, both reported.
 from typing import Dict, Sequence
 
 import numpy as np
-
-
-def average_ranks(x) -> np.ndarray:
-    """Ranks 0..n-1 of x, ties sharing their mean rank."""
-    x = np.asarray(x, np.float64)
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x))
-    for value in np.unique(x):
-        tied = x == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
+import scipy.stats
 
 
 def spearman(x, y) -> float:
-    """Pearson correlation of the average ranks; NaN when either side is constant or non-finite."""
+    """scipy's Spearman rank correlation (ties share their mean rank); NaN when either side is constant or
+    non-finite (scipy would warn and return NaN for the first, not check the second)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))) or len(x) < 2:
         return float("nan")
-    rx, ry = average_ranks(x), average_ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(scipy.stats.spearmanr(x, y).statistic)
 
 
 def regret_at_k(estimates, truths, k: int) -> float:
