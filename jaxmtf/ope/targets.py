@@ -29,13 +29,12 @@ from typing import Any, Dict, List, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from jaxmtf import checkpoint as checkpoint_lib
-from jaxmtf import evaluation, rundir, schema, training
-from jaxmtf.agents import common, make_agent
-from jaxmtf.run_config import hparam_grid
+from jaxmtf import evaluation
+from jaxmtf import policy as policy_lib
+from jaxmtf import rundir, schema
+from jaxmtf.run_config import ConfigError
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import notification_policies, policies
 from jaxmtf.sim.rollout import evaluate as rollout_returns
@@ -136,27 +135,13 @@ def run_dir_policies(spec: str, obs_dim: int, act_dim: int, acting: Dict[str, po
     if at and not step.isdigit():
         raise PolicySpecError(f"policy '{spec}': checkpoint step {step!r} is not a number, expected RUN_DIR or "
                               "RUN_DIR@STEP with an integer STEP")
-    config = ml_collections.ConfigDict(rundir.load_config_json(workdir))
-    record_path = os.path.join(workdir, training.RECORD_FILE)
-    record = rundir.read_json(record_path) if os.path.exists(record_path) else {}
-    for field, want in (("obs_dim", obs_dim), ("act_dim", act_dim)):  # before anything is built or restored
-        if field in record and record[field] != want:
-            raise PolicySpecError(f"policy '{spec}': trained with {field} {record[field]}, expected {want} (this "
-                                  "dataset's): a run of another simulator or action space")
-    agent = make_agent(config, obs_dim, act_dim)
-    seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
-    _, settings = hparam_grid(agent.default_hparams, config.get("sweep", ""))
-    like = training.initial_run_state(agent, seeds, len(settings), None, None)
-    checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
-        step, state = checkpointer.restore_for_evaluation(like, int(step) if step else None)
-    finally:
-        checkpointer.close()
-    stats_path = os.path.join(workdir, "normalization.json")
-    stats = json.load(open(stats_path)) if os.path.exists(stats_path) else None
-    agent = common.with_obs_normalization(agent, stats)
-    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), state.agent.replace(step=None))
-    params = flat.replace(step=jnp.full((len(seeds) * len(settings),), state.agent.step))  # acting ignores it
+        run = policy_lib.restore_run(workdir, obs_dim, act_dim, int(step) if step else None)
+    except ConfigError as refused:  # another simulator's run, or not a run directory: named as a policy spec
+        raise PolicySpecError(f"policy '{spec}': {refused}") from None
+    config, agent, step, seeds, settings = run.config, run.agent, run.step, run.seeds, run.settings
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), run.states.replace(step=None))
+    params = flat.replace(step=jnp.full((len(seeds) * len(settings),), run.states.step))  # acting ignores it
     policy = acting.setdefault(os.path.abspath(workdir), policies.agent_policy(evaluation.agent_policy_fn(agent)))
     name = f"{os.path.basename(os.path.normpath(workdir))}@{step}"
     labels = [
