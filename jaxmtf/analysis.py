@@ -8,13 +8,13 @@ eval.jsonl, summary.json), so notebooks never depend on training code.
 """
 import glob
 import os
-from typing import Dict, Iterable, List, Union
+import re
+from typing import Dict, Iterable, List, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
 from jaxmtf import rundir, stats
-
 
 # Columns that identify one run inside a run directory.
 RUN_KEYS = ("seed", "hparam_index")
@@ -70,7 +70,29 @@ def aggregate(df: pd.DataFrame, metric: str, by=None, over: str = "seeds") -> pd
     grouped = df.groupby(by, dropna=False)[metric]
     out = grouped.agg(["mean", "std", "count"]).reset_index()
     out["ci95"] = stats.ci95_halfwidth(out["std"], out["count"], over=over)
+    if "variant" in by:  # variants in natural order (alpha=2.5 before alpha=10.0), not as strings sort
+        rest = [c for c in by if c != "variant"]
+        order = sorted(range(len(out)), key=lambda i: (natural_key(out["variant"].iat[i]),
+                                                       *(str(out[c].iat[i]) if c == "dataset" else out[c].iat[i]
+                                                         for c in rest)))
+        out = out.iloc[order].reset_index(drop=True)
     return out
+
+
+def natural_key(label) -> Tuple:
+    """A sort key that reads the numbers in a label as numbers: "td3_bc[alpha=2.5]" < "td3_bc[alpha=10.0]"."""
+    parts = re.split(r"(-?\d+(?:\.\d*)?(?:e-?\d+)?)", str(label))
+    return tuple((0, float(p)) if i % 2 else (1, p) for i, p in enumerate(parts) if p != "")
+
+
+def with_variant(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with the `variant` and `dataset` columns the sweep loader adds; a single run's logs (load_run)
+    get them from their algo and setting, and an empty dataset name."""
+    if "variant" not in df:
+        df = df.assign(variant=variant_labels(df))
+    if "dataset" not in df:
+        df = df.assign(dataset="")
+    return df
 
 
 def final(df: pd.DataFrame) -> pd.DataFrame:
@@ -204,14 +226,15 @@ def performance_profiles(matrices: Dict[str, np.ndarray], taus, reps: int = 2000
 
 
 def learning_curves(evals: pd.DataFrame, metric: str = "undiscounted_return") -> pd.DataFrame:
-    """Mean and 95% CI (Student-t) over seeds of `metric` per (variant, dataset, step)."""
-    return aggregate(evals, metric, by=["variant", "dataset", "step"])
+    """Mean and 95% CI (Student-t) over seeds of `metric` per (variant, dataset, step); a sweep's logs or one
+    run's (load_run)."""
+    return aggregate(with_variant(evals), metric, by=["variant", "dataset", "step"])
 
 
 def overestimation_curves(evals: pd.DataFrame) -> pd.DataFrame:
     """Q(s0, pi(s0)) against the true discounted return from s0, over training: mean and 95% CI (Student-t) over seeds of
     both (the driver's evaluation logs them as q_estimate_initial and true_discounted_initial)."""
-    by = ["variant", "dataset", "step"]
+    by, evals = ["variant", "dataset", "step"], with_variant(evals)
     estimate = aggregate(evals, "q_estimate_initial", by=by)
     truth = aggregate(evals, "true_discounted_initial", by=by)
     return estimate.merge(truth, on=by, suffixes=("_q", "_true"))
@@ -223,9 +246,10 @@ def score_table(scores: pd.DataFrame, column: str = "score", with_ci: bool = Fal
     "dataset: mean ± 95% CI (Student-t over 3 seeds)"."""
     table = aggregate(scores, column, by=["variant", "dataset"])
     means = table.pivot(index="variant", columns="dataset", values="mean")
+    means = means.reindex(sorted(means.index, key=natural_key))
     if not with_ci:
         return means
-    ci = table.pivot(index="variant", columns="dataset", values="ci95")
+    ci = table.pivot(index="variant", columns="dataset", values="ci95").reindex(means.index)
     out = pd.DataFrame({d: [f"{m:.1f} ± {c:.1f}" for m, c in zip(means[d], ci[d])] for d in means},
                        index=means.index)
     out.columns.name = f"dataset: mean ± {stats.ci95_label('seeds', table['count'])}"

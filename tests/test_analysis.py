@@ -5,8 +5,8 @@ import pytest
 from conftest import small_config
 
 from jaxmtf import analysis, pipeline
-from jaxmtf.data import collect
 from jaxmtf.configs.collect import base
+from jaxmtf.data import collect
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,18 @@ def test_score_table_intervals_are_student_t_over_seeds_and_say_so():
     assert one_seed["ci95"].isna().all()  # one seed: no interval (NaN), not a zero one
     users = analysis.aggregate(scores, "score", by=["variant", "dataset"], over="users")
     np.testing.assert_allclose(users["ci95"], [1.959964 * np.sqrt(7.0) / np.sqrt(3.0), 0.0], rtol=1e-6)
+
+
+def test_learning_curves_of_one_run_and_variants_in_natural_order(run_dir):
+    evals = analysis.load_run(run_dir)["eval"]  # one run directory: no sweep's variant or dataset columns
+    curves = analysis.learning_curves(evals)
+    assert list(curves["variant"].unique()) == ["td3[discount=0.9]", "td3[discount=0.99]"]
+    assert len(curves) == 2 * 2 and (curves["count"] == 2).all() and set(curves["dataset"]) == {""}
+    scores = pd.DataFrame({"variant": ["a[alpha=10.0]", "a[alpha=2.5]", "a[alpha=1.0]"] * 2, "dataset": ["d"] * 6,
+                           "seed": [0, 0, 0, 1, 1, 1], "score": np.arange(6.0)})
+    order = ["a[alpha=1.0]", "a[alpha=2.5]", "a[alpha=10.0]"]  # as numbers, not as strings sort them
+    assert list(analysis.aggregate(scores, "score", by=["variant", "dataset"])["variant"]) == order
+    assert list(analysis.score_table(scores, with_ci=True).index) == order
 
 
 def test_not_a_run_directory(tmp_path):
