@@ -60,10 +60,16 @@ def profiles(ax, table: pd.DataFrame):
 
 
 def estimate_vs_truth(ax, rows: pd.DataFrame, estimate: str = "estimate", truth: str = "true_value",
-                      group: str = "estimator"):
-    """OPE scatter: estimated against true value, one colour per `group`, with the diagonal."""
+                      group: str = "estimator", low: str = "ci_low", high: str = "ci_high", label: str = "policy"):
+    """OPE scatter: estimated against true value, one colour per `group`, each point with its interval
+    (columns `low`, `high` where present) and named by its `label` column (the policy), and the diagonal."""
     for name, sub in rows.groupby(group, sort=True):
         ax.scatter(sub[truth], sub[estimate], s=14, label=name, alpha=0.8)
+        if low in sub and high in sub:  # the estimator's interval for each policy
+            ax.errorbar(sub[truth], sub[estimate], yerr=[sub[estimate] - sub[low], sub[high] - sub[estimate]],
+                        fmt="none", alpha=0.4, capsize=2)
+        for _, row in sub.iterrows() if label and label in sub else ():  # which policy each point is
+            ax.annotate(str(row[label]), (row[truth], row[estimate]), fontsize=6, alpha=0.7)
     both = np.concatenate([rows[truth].to_numpy(float), rows[estimate].to_numpy(float)])
     both = both[np.isfinite(both)]
     if both.size:
@@ -104,7 +110,11 @@ def overestimation_grid(table: pd.DataFrame, size: float = 2.6):
     over training, each with its CI band over seeds (symlog axis: a diverging critic spans decades)."""
     import matplotlib.pyplot as plt
 
-    datasets, variants = sorted(table["dataset"].unique()), sorted(table["variant"].unique())
+    from matplotlib.ticker import SymmetricalLogLocator
+
+    from jaxmtf.analysis import natural_key
+
+    datasets, variants = sorted(table["dataset"].unique()), sorted(table["variant"].unique(), key=natural_key)
     fig, axes = plt.subplots(len(datasets), len(variants), figsize=(size * len(variants), size * len(datasets)),
                              squeeze=False, sharex=True)
     for i, dataset in enumerate(datasets):
@@ -116,11 +126,15 @@ def overestimation_grid(table: pd.DataFrame, size: float = 2.6):
                 ax.fill_between(rows["step"], rows[f"mean_{kind}"] - rows[f"ci95_{kind}"],
                                 rows[f"mean_{kind}"] + rows[f"ci95_{kind}"], color=line.get_color(), alpha=0.2)
             ax.set_yscale("symlog", linthresh=100.0)
+            # Ticks at every decade (and through the linear part), not matplotlib's one tick per panel.
+            ax.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=100.0, subs=(1.0, 3.0)))
             ax.grid(alpha=0.3)
             if i == 0:
                 ax.set_title(variant, fontsize=8)
             if j == 0:
-                ax.set_ylabel(dataset)
+                ax.set_ylabel(f"{dataset}\nQ(s0, pi(s0)) / true return", fontsize=8)
+            if i == len(datasets) - 1:
+                ax.set_xlabel("update")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
