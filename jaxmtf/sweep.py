@@ -29,9 +29,9 @@ from typing import Any, Callable, Dict, List, Optional
 from absl import logging
 
 from jaxmtf import pipeline, rundir, schema, workdir_lock
+from jaxmtf.agents import make_agent
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
-from jaxmtf.agents import make_agent
 from jaxmtf.run_config import ConfigError, hparam_grid, validate_config
 
 INDEX_FILE = "sweep.json"
@@ -299,6 +299,8 @@ def run_sweep(config, workdir: str, stop_after: Optional[int] = None,
     lock = workdir_lock.WorkdirLock(workdir)
     lock.acquire()
     try:
+        if config.get("force_new_run", False):  # explicit: what the sweep wrote goes, nothing else
+            rundir.force_new_run(workdir, (INDEX_FILE, "runs", "data"))
         index = read_index(workdir)
         # The index lists this config's cells (those of an earlier config keep their run directories).
         index["cells"] = {cell.name: index["cells"].get(cell.name) or {

@@ -50,7 +50,8 @@ def test_cells_index_and_collected_datasets(uninterrupted):
         config = rundir.load_config_json(os.path.join(workdir, entry["run_dir"]))
         assert config["agent"]["alpha"] == 5.0 and config["agent"]["actor_hidden_dims"] == [16, 16]
     assert json.load(open(os.path.join(workdir, sweep.INDEX_FILE))) == index
-    assert sorted(os.listdir(os.path.join(workdir, "data"))) == ["expert.json", "expert.npz", "random.json", "random.npz"]
+    assert sorted(os.listdir(os.path.join(workdir, "data"))) == ["expert.json", "expert.npz", "random.json",
+                                                                 "random.npz"]
 
 
 def test_interrupted_and_resumed_sweep_equals_the_uninterrupted_one(uninterrupted, tmp_path):
@@ -77,7 +78,8 @@ def test_interrupted_and_resumed_sweep_equals_the_uninterrupted_one(uninterrupte
 def test_changed_collection_config_is_refused_not_mixed(uninterrupted):
     workdir, _ = uninterrupted
     changed = tiny_sweep(collect=ml_collections.ConfigDict({"num_users": 13, "eval_users": 16, "seed": 0}))
-    with pytest.raises(sweep.SweepFailed, match=r"datasets.random.*another collection config.*num_users: 12 there, 13 here"):
+    with pytest.raises(sweep.SweepFailed,
+                       match=r"datasets.random.*another collection config.*num_users: 12 there, 13 here"):
         sweep.run_sweep(changed, workdir)
     # The refusal does not undo what ran: the finished cell stays done (its error recorded beside it) ...
     entry = sweep.read_index(workdir)["cells"]["td3_bc-random"]
@@ -103,6 +105,12 @@ def test_a_done_cell_whose_run_directory_was_deleted_trains_again(tmp_path):
     calls.clear()
     index = sweep.run_sweep(tiny_sweep(), workdir, train_fn=fake_train)
     assert calls == ["td3_bc-random"] and index["cells"]["td3_bc-random"]["status"] == sweep.DONE
+    # force_new_run: the index, the cells' run directories and the collected data go; every cell trains again.
+    calls.clear()
+    marker = os.path.join(workdir, "runs", "td3_bc-expert", "stale")
+    open(marker, "w").close()
+    index = sweep.run_sweep(tiny_sweep(force_new_run=True), workdir, train_fn=fake_train)
+    assert sorted(calls) == ["td3_bc-expert", "td3_bc-random"] and not os.path.exists(marker)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -151,7 +159,8 @@ def test_load_sweep_scores_and_curves(uninterrupted):
     scores = analysis.final_scores(evals, low=refs["random"], high=refs["expert"])
     assert len(scores) == 4 and set(scores["step"]) == {40}
     row = scores.iloc[0]
-    assert row["score"] == pytest.approx(100 * (row["undiscounted_return"] - refs["random"]) / (refs["expert"] - refs["random"]))
+    assert row["score"] == pytest.approx(
+        100 * (row["undiscounted_return"] - refs["random"]) / (refs["expert"] - refs["random"]))
     matrices = analysis.score_matrices(scores, datasets=["random", "expert"])
     assert matrices["td3_bc"].shape == (2, 2)
     table = analysis.interval_table(matrices, reps=100)

@@ -65,7 +65,8 @@ def get_config(scale: str = "full"):
         # Same for UWAC's MMD-only warm-up; 4 dropout passes and 4 evaluation actions (reference: 100, 10)
         # and a 256-256 VAE (reference 750-750) keep a CPU cell within minutes.
         "uwac": {"warmup": warm_up, **({} if scale == "reference" else
-                                        {"num_dropout_samples": 4, "num_eval_actions": 4, "vae_hidden_dims": (256, 256)})},
+                                        {"num_dropout_samples": 4, "num_eval_actions": 4,
+                                         "vae_hidden_dims": (256, 256)})},
         # BCQ: a 256-256 VAE (reference 750-750) and 10 VAE actions per state at act time (reference 100:
         # an evaluation of 3 seeds x 500 users took 2.5 minutes with 100 on the shared CPU), as in
         # benchmarks/quality.py's CPU cuts.
@@ -74,4 +75,6 @@ def get_config(scale: str = "full"):
     # Per-algorithm hparam grids ("name=v1,v2;other=v3"): each grid is vmapped with the seeds in one program.
     # TD3+BC's alpha around the reference's 2.5 (cheap: TD3+BC is the fastest cell).
     config.grids = ml_collections.ConfigDict({"td3_bc": "alpha=2.5,10" if scale == "small" else "alpha=1,2.5,10"})
+    # Start the sweep afresh: deletes its index, cell run directories and collected data first (explicitly).
+    config.force_new_run = False
     return config
