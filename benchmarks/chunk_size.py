@@ -1,6 +1,7 @@
 """Chunk size and the host loop: TD3+BC's whole training loop against a bare scan of its update.
 
-    python benchmarks/chunk_size.py --chunk_sizes=10,50,200,1000 --num_updates=2000 --out=benchmarks/results/chunk_size_cpu.json
+    python benchmarks/chunk_size.py --chunk_sizes=10,50,200,1000 --num_updates=2000 \
+        --out=benchmarks/results/chunk_size_cpu.json
     python benchmarks/chunk_size.py --table_from=A.json,B.json   # one table of saved runs (e.g. two commits)
     python benchmarks/chunk_size.py --host_only --out=benchmarks/results/chunk_size_host_cpu.json
 
@@ -43,6 +44,7 @@ import jax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import throughput  # noqa: E402  (benchmarks/: launch config, chunk timing, matmul peak, machine)
+
 from jaxmtf import training  # noqa: E402
 from jaxmtf.data import one_step_dataset  # noqa: E402
 
@@ -76,7 +78,8 @@ def blocking_chunks():
 
 def train_once(mode: str, chunk_size: int, num_updates: int, num_seeds: int, dataset) -> dict:
     """One whole training run in a fresh run directory (so it compiles): its summary's timings."""
-    with tempfile.TemporaryDirectory() as workdir, blocking_chunks() if mode == "blocking" else contextlib.nullcontext():
+    with (tempfile.TemporaryDirectory() as workdir,
+          blocking_chunks() if mode == "blocking" else contextlib.nullcontext()):
         summary = training.train(loop_config(chunk_size, num_updates, num_seeds), dataset, workdir)
     return {k: summary[k] for k in ("updates_per_second_per_run", "compile_and_first_chunk_seconds")}
 
@@ -141,7 +144,8 @@ def markdown(saved_runs) -> str:
         reference = saved["reference"]["updates_per_s_per_seed"]
         for r in [saved["reference"]] + saved["results"]:
             lines.append(
-                f"| {saved['commit']} | {r['loop']} | {r['chunk_size']} | {r['num_seeds']} | {r['updates_per_s_per_seed']:.1f} "
+                f"| {saved['commit']} | {r['loop']} | {r['chunk_size']} | {r['num_seeds']} "
+                f"| {r['updates_per_s_per_seed']:.1f} "
                 f"| {r['updates_per_s_per_seed'] / reference:.1%} | {r['compile_and_first_chunk_s']} |"
             )
     return "\n".join(lines)
@@ -176,7 +180,8 @@ def main():
     if args.host_only:
         host = {"commit": commit, "command": " ".join(sys.argv), "num_seeds": args.num_seeds,
                 "machine": throughput.machine_info(throughput.matmul_peak_flops()),
-                "host_ms_per_chunk": round(1e3 * host_seconds_per_chunk(args.num_seeds, dataset, args.host_iterations), 3)}
+                "host_ms_per_chunk": round(
+                    1e3 * host_seconds_per_chunk(args.num_seeds, dataset, args.host_iterations), 3)}
         _write(args.out, host)
         print(json.dumps(host))
         return

@@ -27,10 +27,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.quality import collect_dataset  # noqa: E402
 from jaxmtf import pipeline, rundir  # noqa: E402
-from jaxmtf.data import dataset as dataset_lib  # noqa: E402
-from jaxmtf.ope import scoring  # noqa: E402
 from jaxmtf.configs import ope as ope_config  # noqa: E402
 from jaxmtf.configs import search_static as static_config  # noqa: E402
+from jaxmtf.data import dataset as dataset_lib  # noqa: E402
+from jaxmtf.ope import scoring  # noqa: E402
 
 TRAINED = ("td3_bc", "bcq", "cql")
 METRICS = ("relative_error", "spearman", "regret@1", "regret@3", "coverage")
@@ -138,7 +138,8 @@ def main():
                          "seconds": round(seconds, 1), "config": config,
                          "num_transitions": dataset_lib.load(path).size, "rows": rows}
         print(json.dumps({name: {k: v.get("scores") for k, v in result["report"]["estimators"].items()}}), flush=True)
-    output = {"args": vars(args), "cpu": platform.processor() or platform.machine(), "prepare_seconds": round(prepared, 1), "total_seconds": round(time.time() - start, 1),
+    output = {"args": vars(args), "cpu": platform.processor() or platform.machine(),
+              "prepare_seconds": round(prepared, 1), "total_seconds": round(time.time() - start, 1),
               "results": results}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

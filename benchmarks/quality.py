@@ -27,11 +27,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxmtf import evaluation, pipeline  # noqa: E402
+from jaxmtf.configs.collect import base as collect_base  # noqa: E402
 from jaxmtf.data import collect  # noqa: E402
-from jaxmtf.stats import ci95_label, mean_ci95  # noqa: E402
 from jaxmtf.sim import env as sim_env  # noqa: E402
 from jaxmtf.sim import policies  # noqa: E402
-from jaxmtf.configs.collect import base as collect_base  # noqa: E402
+from jaxmtf.stats import ci95_label, mean_ci95  # noqa: E402
 
 # Per-algorithm cuts for a CPU run (the references' values are far costlier on a CPU).
 CPU_CUTS = {
@@ -99,7 +99,8 @@ def main():
         "random": evaluation.evaluate_policy(key, env_params, uniform.apply, None, args.eval_users),
         "expert": evaluation.evaluate_policy(key, env_params, policies.bounce_switch_policy(env_params).apply,
                                              policies.default_switch_params(env_params), args.eval_users),
-        "baseline": evaluation.evaluate_policy(key, env_params, fixed_apply, sim_env.baseline_action(env_params), args.eval_users),
+        "baseline": evaluation.evaluate_policy(key, env_params, fixed_apply, sim_env.baseline_action(env_params),
+                                               args.eval_users),
     }
     low, high = reference["random"]["undiscounted_return"], reference["expert"]["undiscounted_return"]
     normalise = lambda x: 100.0 * (np.asarray(x) - low) / (high - low)

@@ -1,7 +1,8 @@
 """Training throughput of every agent: updates/s per seed and in total, compile time,
 achieved FLOP/s against this machine's matmul peak, and d3rlpy side by side.
 
-    python benchmarks/throughput.py --seeds=1,8,32 --window_seconds=5 --peer --out=benchmarks/results/throughput_cpu.json
+    python benchmarks/throughput.py --seeds=1,8,32 --window_seconds=5 --peer \
+        --out=benchmarks/results/throughput_cpu.json
 
 Each (algorithm, seeds) pair is the training driver's own compiled chunk
 (batch sampling + lax.scan of updates + metric reduction, vmapped over seeds),
@@ -30,8 +31,9 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxmtf import run_config, training  # noqa: E402
 from timing import best_rate  # noqa: E402
+
+from jaxmtf import run_config, training  # noqa: E402
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.data import one_step_dataset  # noqa: E402
 
@@ -153,7 +155,8 @@ def markdown(results, peak) -> str:
     lines = [
         f"matmul peak (jitted 2048 x 2048 f32): {peak / 1e9:.0f} GFLOP/s",
         "",
-        "| algorithm | seeds | seed group | batch | MFLOP/update | updates/s per seed | updates/s total | total vs 1 seed "
+        "| algorithm | seeds | seed group | batch | MFLOP/update | updates/s per seed | updates/s total "
+        "| total vs 1 seed "
         "| GFLOP/s (% of peak) | compile + first chunk (s) | d3rlpy updates/s | jaxmtf total / d3rlpy |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -164,7 +167,8 @@ def markdown(results, peak) -> str:
         # after another, so N seeds of jaxmtf compare with d3rlpy's single-run rate by their total.
         peer_cells = ("", "") if peer is None else (f"{peer:.3g}", f"{r['updates_per_s_total'] / peer:.1f}x")
         lines.append(
-            f"| {r['algo']} | {r['num_seeds']} | {r['seed_group_size'] or 'all'} | {r['batch_size']} | {r['mflop_per_update']:.0f} "
+            f"| {r['algo']} | {r['num_seeds']} | {r['seed_group_size'] or 'all'} | {r['batch_size']} "
+            f"| {r['mflop_per_update']:.0f} "
             f"| {r['updates_per_s_per_seed']:.4g} | {r['updates_per_s_total']:.4g} | {scaling:.0%} "
             f"| {r['gflop_per_s']:.1f} ({r['fraction_of_peak']:.0%}) | {r['compile_and_first_chunk_s']} "
             f"| {peer_cells[0]} | {peer_cells[1]} |"

@@ -8,7 +8,8 @@ import time
 from typing import Callable, Dict
 
 
-def best_rate(step: Callable[[], None], work_per_step: float, window_seconds: float, windows: int = 3) -> Dict[str, float]:
+def best_rate(step: Callable[[], None], work_per_step: float, window_seconds: float,
+              windows: int = 3) -> Dict[str, float]:
     """{"rate": best work/s over `windows` windows, "steps": steps timed, "seconds": time timed}."""
     best, total_steps, total_seconds = 0.0, 0, 0.0
     for _ in range(windows):

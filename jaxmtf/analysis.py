@@ -219,7 +219,8 @@ def performance_profiles(matrices: Dict[str, np.ndarray], taus, reps: int = 2000
     """Score distributions (fraction of runs above tau) with stratified-bootstrap 95% bands."""
     rows = []
     for variant, matrix in matrices.items():
-        point, low, high = stats.interval_estimate(lambda m: stats.score_distribution(m, taus), matrix, reps=reps, seed=seed)
+        point, low, high = stats.interval_estimate(lambda m: stats.score_distribution(m, taus), matrix,
+                                                   reps=reps, seed=seed)
         rows += [{"variant": variant, "tau": float(t), "fraction": float(p), "ci_low": float(lo), "ci_high": float(hi)}
                  for t, p, lo, hi in zip(taus, point, low, high)]
     return pd.DataFrame(rows)
@@ -232,8 +233,8 @@ def learning_curves(evals: pd.DataFrame, metric: str = "undiscounted_return") ->
 
 
 def overestimation_curves(evals: pd.DataFrame) -> pd.DataFrame:
-    """Q(s0, pi(s0)) against the true discounted return from s0, over training: mean and 95% CI (Student-t) over seeds of
-    both (the driver's evaluation logs them as q_estimate_initial and true_discounted_initial)."""
+    """Q(s0, pi(s0)) against the true discounted return from s0, over training: mean and 95% CI (Student-t) over seeds
+    of both (the driver's evaluation logs them as q_estimate_initial and true_discounted_initial)."""
     by, evals = ["variant", "dataset", "step"], with_variant(evals)
     estimate = aggregate(evals, "q_estimate_initial", by=by)
     truth = aggregate(evals, "true_discounted_initial", by=by)
@@ -263,6 +264,7 @@ def ope_score_table(report: Dict) -> pd.DataFrame:
     for name, entry in report["estimators"].items():
         selection = entry.get("selection", {})
         rows.append({"estimator": name, **entry.get("scores", {}),
-                     "picked": selection.get("by_estimate"), "true_value_of_pick": selection.get("true_value_by_estimate"),
+                     "picked": selection.get("by_estimate"),
+                     "true_value_of_pick": selection.get("true_value_by_estimate"),
                      "best_true_value": selection.get("best_true_value")})
     return pd.DataFrame(rows).set_index("estimator")

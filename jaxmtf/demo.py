@@ -26,7 +26,8 @@ from jaxmtf.sim import policies
 from jaxmtf.stats import ci95_label, mean_ci95, paired_difference
 
 BASELINE_ROW = "production baseline weights"
-# The search's winner: at least the baseline on the search's held-out users, not necessarily beyond noise on the table's.
+# The search's winner: at least the baseline on the search's held-out users,
+# not necessarily beyond noise on the table's.
 STATIC_ROW = "static weights (CEM, started at the baseline)"
 OVER_SEEDS = " (CI over seeds)"  # the seeds' mean row of the results table; its paired CIs are over users
 PAIRED_KEY = "paired_differences"  # results.json: {compared row: {baseline row: difference and CI}}
@@ -46,7 +47,8 @@ def run_demo(config, workdir: str) -> Dict[str, str]:
     static = _search_static(config, collect_config, workdir)
     train_config = _unlocked(config.train)
     train_config.dataset, train_config.seed = data_path, config.seed
-    logging.info("3/4 training %s for %d seeds x %d updates", train_config.algo, train_config.num_seeds, train_config.num_updates)
+    logging.info("3/4 training %s for %d seeds x %d updates", train_config.algo, train_config.num_seeds,
+                 train_config.num_updates)
     summary = pipeline.train_from_config(train_config, os.path.join(workdir, "train"))
 
     logging.info("4/4 scoring every policy on the same %d fresh users", config.eval_users)
@@ -91,7 +93,8 @@ def _search_static(config, collect_config, workdir: str) -> Dict[str, Any]:
 def _score_policies(config, key, collect_config, env_params, static) -> List[Row]:
     """The behaviour policy (first), the static weights and the hand-written rule, on the table's users."""
     fixed = policies.fixed_policy().apply
-    behaviour_policy, behaviour_params, _ = collect.behaviour(collect_config, env_params, jax.random.PRNGKey(config.seed))
+    behaviour_policy, behaviour_params, _ = collect.behaviour(collect_config, env_params,
+                                                              jax.random.PRNGKey(config.seed))
     named = [
         (f"behaviour ({collect_config.pipeline}, logged the data)", behaviour_policy.apply, behaviour_params),
         (BASELINE_ROW, fixed, sim_env.baseline_action(env_params)),
@@ -100,7 +103,8 @@ def _score_policies(config, key, collect_config, env_params, static) -> List[Row
          policies.default_switch_params(env_params)),
     ]
     return [
-        (name, *evaluation.evaluate_policy_per_user(key, env_params, policy, params, config.eval_users, config.eval_discount))
+        (name, *evaluation.evaluate_policy_per_user(key, env_params, policy, params, config.eval_users,
+                                                    config.eval_discount))
         for name, policy, params in named
     ]
 
@@ -171,7 +175,8 @@ def results_table(rows: List[Row], tasks, num_seeds: int = 0) -> str:
               + " | ".join(f"{t} rate" for t in tasks) + " |")
     lines = [header, "|" + " --- |" * (5 + len(tasks))]
     for name, v, _ in rows:
-        cells = [f"{v['undiscounted_return']:.1f}", f"± {v['undiscounted_return_ci95']:.1f}", f"{v['discounted_return']:.1f}",
+        cells = [f"{v['undiscounted_return']:.1f}", f"± {v['undiscounted_return_ci95']:.1f}",
+                 f"{v['discounted_return']:.1f}",
                  f"{v['session_length']:.1f}"] + [f"{v[f'rate_{t}']:.3f}" for t in tasks]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

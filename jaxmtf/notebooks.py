@@ -36,7 +36,8 @@ def main():
         notebook = execute(path, args.timeout)
         if args.inplace:
             nbformat.write(notebook, path)
-        print(f"{path}: executed at SCALE={os.environ.get('SCALE', 'small')} in {time.time() - start:.0f} s", flush=True)
+        print(f"{path}: executed at SCALE={os.environ.get('SCALE', 'small')} in {time.time() - start:.0f} s",
+              flush=True)
 
 
 if __name__ == "__main__":

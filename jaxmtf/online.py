@@ -65,7 +65,8 @@ def add_batch(buffer: Buffer, rows: Dict[str, jax.Array]) -> Buffer:
     capacity = buffer.rewards.shape[0]
     idx = (buffer.pointer + jnp.arange(n)) % capacity
     updated = {name: getattr(buffer, name).at[idx].set(value) for name, value in rows.items()}
-    return buffer.replace(**updated, size=jnp.minimum(buffer.size + n, capacity), pointer=(buffer.pointer + n) % capacity)
+    return buffer.replace(**updated, size=jnp.minimum(buffer.size + n, capacity),
+                          pointer=(buffer.pointer + n) % capacity)
 
 
 def sample(buffer: Buffer, key: jax.Array, batch_size: int) -> Transition:
@@ -147,7 +148,8 @@ def make_chunk_fn(
             lambda: jax.vmap(uniform.log_prob, in_axes=(None, 0, 0))(None, state.obs, actions),
             lambda: jax.vmap(explore.log_prob, in_axes=(None, 0, 0))(params, state.obs, actions),
         )
-        next_obs, env_state, reward, done, info = env_step(jax.random.split(k_env, num_envs), state.env_state, actions, env_params)
+        next_obs, env_state, reward, done, info = env_step(jax.random.split(k_env, num_envs), state.env_state, actions,
+                                                           env_params)
         terminals, timeouts = logged_end_flags(info["terminal"], info["timeout"])  # the horizon ends for real
         buffer = add_batch(state.buffer, {
             "observations": state.obs, "actions": actions, "rewards": reward, "next_observations": next_obs,

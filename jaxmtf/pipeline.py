@@ -6,10 +6,10 @@ import jax
 from absl import logging
 
 from jaxmtf import evaluation, training
-from jaxmtf.run_config import ConfigError, validate_config
 from jaxmtf.data import collect, synthetic
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.data.minari_import import from_minari  # imports minari (optional) only when called
+from jaxmtf.run_config import ConfigError, validate_config
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies, static_search
 from jaxmtf.types import Dataset
@@ -39,7 +39,8 @@ def train_from_config(config, workdir: str, stop_after: Optional[int] = None) ->
     if not config.get("dataset"):
         raise ConfigError("config field 'dataset': got '', expected a path (give --config.dataset=PATH)")
     dataset = load_dataset(config.dataset)
-    logging.info("dataset %s: %d transitions, obs %d, act %d", config.dataset, dataset.size, dataset.obs_dim, dataset.act_dim)
+    logging.info("dataset %s: %d transitions, obs %d, act %d", config.dataset, dataset.size, dataset.obs_dim,
+                 dataset.act_dim)
     return training.train(config, dataset, workdir, eval_fn=simulator_eval_fn(config), stop_after=stop_after)
 
 
@@ -97,7 +98,8 @@ def search_static(config) -> Dict[str, Any]:
     )
     powers, biases = sim_env.fusion_from_action(action, env_params)
     value = (
-        evaluation.evaluate_policy(k_eval, env_params, policies.fixed_policy().apply, action, config.eval_users, config.eval_discount)
+        evaluation.evaluate_policy(k_eval, env_params, policies.fixed_policy().apply, action, config.eval_users,
+                                   config.eval_discount)
         if config.eval_users > 0
         else None
     )

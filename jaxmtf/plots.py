@@ -44,7 +44,8 @@ def curves(ax, table: pd.DataFrame, group: str, label_prefix: str = "", mean="me
     for name, rows in table.groupby(group, sort=True):
         rows = rows.sort_values("step")
         (line,) = ax.plot(rows["step"], rows[mean], label=f"{label_prefix}{name}", **style)
-        ax.fill_between(rows["step"], rows[mean] - rows[band], rows[mean] + rows[band], color=line.get_color(), alpha=0.2)
+        ax.fill_between(rows["step"], rows[mean] - rows[band], rows[mean] + rows[band], color=line.get_color(),
+                        alpha=0.2)
     ax.set_xlabel("update")
     ax.grid(alpha=0.3)
 
@@ -109,7 +110,6 @@ def overestimation_grid(table: pd.DataFrame, size: float = 2.6):
     """Rows: datasets; columns: variants; in each panel Q(s0, pi(s0)) and the true discounted return from s0
     over training, each with its CI band over seeds (symlog axis: a diverging critic spans decades)."""
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import SymmetricalLogLocator
 
     from jaxmtf.analysis import natural_key

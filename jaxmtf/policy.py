@@ -26,6 +26,7 @@ from jaxmtf.agents import common, make_agent
 from jaxmtf.run_config import ConfigError, hparam_grid
 from jaxmtf.sim import env as sim_env
 
+
 @dataclasses.dataclass(frozen=True)
 class RestoredRun:
     """Every run of a launch.train run directory at one checkpoint."""

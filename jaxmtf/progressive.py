@@ -51,8 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmtf import evaluation, provenance, rundir, schema, training, workdir_lock
 from jaxmtf import checkpoint as checkpoint_lib
+from jaxmtf import evaluation, provenance, rundir, schema, training, workdir_lock
 from jaxmtf.agents import check_dataset, common, integrated_rl, make_agent, transition_fields
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
@@ -182,7 +182,8 @@ def collection_policy(config, env_params, agent: common.Agent, centres) -> Tuple
         return box, {"base": baseline}, 0, f"baseline + U(-{w}, {w}) ({p.box_mode})"
     box = _cached(("box", _functions(agent), w, p.box_mode),
                   lambda: integrated_rl.exploration_policy(agent.act, half_width=w, mode=p.box_mode))
-    return box, {"base": centres}, {"base": common.agent_axes(centres)}, f"last round's policy + U(-{w}, {w}) ({p.box_mode})"
+    return (box, {"base": centres}, {"base": common.agent_axes(centres)},
+            f"last round's policy + U(-{w}, {w}) ({p.box_mode})")
 
 
 def _fixed() -> policies.Policy:
@@ -236,7 +237,8 @@ def round_data(config, env_params, round_dir: str, round_index: int, seeds, make
 # ----------------------------------------------------------------- training on per-seed data
 
 
-def per_seed_data(datasets: List[List[Dataset]], fields: Dict[str, bool], stats) -> Tuple[training.PerSeedData, List[int]]:
+def per_seed_data(datasets: List[List[Dataset]], fields: Dict[str, bool],
+                  stats) -> Tuple[training.PerSeedData, List[int]]:
     """datasets[s] = seed s's datasets (rounds) -> PerSeedData padded to a common size, and the sizes.
 
     `fields`: the optional batch fields the agent trains on (agents.transition_fields), taken from each
@@ -559,7 +561,8 @@ def _run_rounds(config, workdir: str, env_params, stop_after) -> Dict[str, Any]:
                      np.round(record["collecting"]["undiscounted_return"], 2),
                      refs["production baseline"]["undiscounted_return"])
     if last is None:
-        last = restore_final(config, _training_sets(config, all_data, rounds), os.path.join(workdir, f"round_{rounds}", "train"))
+        last = restore_final(config, _training_sets(config, all_data, rounds),
+                             os.path.join(workdir, f"round_{rounds}", "train"))
     rundir.write_json(os.path.join(workdir, rundir.SUMMARY_FILE), {"rounds": evaluations, "references": refs})
     return {"finished": True, "rounds": evaluations, "references": refs, "agent": last[0], "state": last[1]}
 

@@ -131,7 +131,8 @@ def parse_sweep(spec: str) -> Dict[str, List[float]]:
                 f"config field 'sweep': cannot parse {part!r}, expected name=v1,v2,... (settings joined by ';')"
             )
         if name.strip() in sweep:
-            raise ConfigError(f"config field 'sweep': got {spec!r}, expected each hparam named once ({name.strip()!r} twice)")
+            raise ConfigError(f"config field 'sweep': got {spec!r}, expected each hparam named once "
+                              f"({name.strip()!r} twice)")
         sweep[name.strip()] = parsed
     return sweep
 
@@ -149,7 +150,8 @@ def hparam_grid(default_hparams: common.HParams, sweep) -> Tuple[common.HParams,
         if name not in default_hparams:
             raise ConfigError(
                 f"config field 'sweep.{name}': got {name!r}, expected a sweepable hyperparameter of this agent "
-                f"(not a sweepable hparam{schema.nearest(name, list(default_hparams))}; sweepable: {sorted(default_hparams)})"
+                f"(not a sweepable hparam{schema.nearest(name, list(default_hparams))}; "
+                f"sweepable: {sorted(default_hparams)})"
             )
         if len(values) == 0:
             raise ConfigError(f"config field 'sweep.{name}': got [], expected a non-empty list of values")

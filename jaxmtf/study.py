@@ -132,5 +132,6 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
     header = [frame.index.name or ""] + [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join([str(i)] + [text(v) for v in row]) + " |" for i, row in zip(frame.index, frame.to_numpy())]
+    lines += ["| " + " | ".join([str(i)] + [text(v) for v in row]) + " |"
+              for i, row in zip(frame.index, frame.to_numpy())]
     return "\n".join(lines)

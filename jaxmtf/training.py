@@ -24,7 +24,8 @@ batch 16), a 2-setting program and the 1-setting run differ in their
 parameters by at most relative 2e-7 (absolute 5e-7) after 20 updates and
 relative 7e-6 after 100; the tests compare such runs after 20 updates at
 rtol 1e-5, atol 1e-6. Over long runs the differences grow, as they do
-between any two float evaluation orders of a chaotic optimisation. The same program (same S, H and seed groups) is bit-exact, which is
+between any two float evaluation orders of a chaotic optimisation.
+The same program (same S, H and seed groups) is bit-exact, which is
 what a resume relies on.
 
 Failures (README "Resuming and failures"): `set_up` runs every check that
@@ -49,14 +50,19 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging as absl_logging
 
-from jaxmtf import agents
+from jaxmtf import agents, provenance, rundir, workdir_lock
 from jaxmtf import checkpoint as checkpoint_lib
-from jaxmtf import provenance, rundir, workdir_lock
 from jaxmtf.agents import common, make_agent
 from jaxmtf.data import dataset as dataset_lib
-from jaxmtf.run_config import ConfigError, check_action_space, check_against_dataset, hparam_grid, seed_group_field, validate_config
+from jaxmtf.run_config import (
+    ConfigError,
+    check_action_space,
+    check_against_dataset,
+    hparam_grid,
+    seed_group_field,
+    validate_config,
+)
 from jaxmtf.types import Dataset, Transition
-
 
 # Seeds vmapped together on a CPU when seed_group_size is None (see make_chunk_fn; measured in benchmarks/).
 CPU_SEED_GROUP = 2
@@ -243,7 +249,8 @@ def run_sharding(num_seeds: int, num_hparams: int, devices=None):
         )
     else:
         if n > 1:
-            absl_logging.warning("%d seeds x %d settings do not divide over %d devices: using one", num_seeds, num_hparams, n)
+            absl_logging.warning("%d seeds x %d settings do not divide over %d devices: using one", num_seeds,
+                                 num_hparams, n)
         return None, None
     return jax.sharding.NamedSharding(mesh, spec), replicated
 

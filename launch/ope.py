@@ -12,7 +12,8 @@ from jaxmtf.ope.episodes import OPEDataError
 from jaxmtf.ope.targets import PolicySpecError
 from launch import common
 
-_CONFIG, _WORKDIR = common.define_config_and_workdir("OPE config file.", "Output directory (the FQE run inside it resumes).")
+_CONFIG, _WORKDIR = common.define_config_and_workdir("OPE config file.",
+                                                     "Output directory (the FQE run inside it resumes).")
 
 
 def evaluate() -> None:

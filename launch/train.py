@@ -5,7 +5,8 @@
 
 Re-running the same command on the same workdir resumes from the newest
 checkpoint; SIGTERM or SIGINT checkpoints after the current chunk and exits
-with 128 + the signal's number (143, 130), and the same command resumes. Writes config.json, metrics.jsonl, eval.jsonl, checkpoints/ and
+with 128 + the signal's number (143, 130), and the same command resumes.
+Writes config.json, metrics.jsonl, eval.jsonl, checkpoints/ and
 summary.json into --workdir. Multi-host: see launch/distributed.py.
 """
 from absl import logging
@@ -13,7 +14,8 @@ from absl import logging
 from jaxmtf import pipeline
 from launch import common, distributed
 
-_CONFIG, _WORKDIR = common.define_config_and_workdir("Training config file.", "Run directory (created, or resumed if it exists).")
+_CONFIG, _WORKDIR = common.define_config_and_workdir("Training config file.",
+                                                     "Run directory (created, or resumed if it exists).")
 
 
 def train() -> None:

@@ -13,11 +13,11 @@ from conftest import small_config
 
 from jaxmtf import data, evaluation, online, training
 from jaxmtf.agents import make_agent
+from jaxmtf.configs.collect import base
 from jaxmtf.data import collect
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies
 from jaxmtf.sim.rollout import rollout
-from jaxmtf.configs.collect import base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,7 +73,8 @@ def test_random_pipeline_logs_the_uniform_density(tmp_path):
     np.testing.assert_allclose(np.asarray(dataset.behaviour_log_prob), -A * np.log(2.0), rtol=1e-6)
     # Rewards re-scored from the per-task responses with the simulator's weights give the rewards back.
     weights = np.asarray(sim_env.default_params().reward_weights)
-    np.testing.assert_allclose(np.asarray(dataset.task_responses) @ weights, np.asarray(dataset.rewards), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(dataset.task_responses) @ weights, np.asarray(dataset.rewards), rtol=1e-4,
+                               atol=1e-4)
 
 
 def test_env_params_json_round_trip():
@@ -108,14 +109,17 @@ def test_agent_evaluator_matches_policy_evaluation():
     for name in ("undiscounted_return", "discounted_return", "session_length", "rate_click"):
         np.testing.assert_allclose(out[name][1, 0], direct[name], rtol=1e-5)
     # Q at the initial state vs the true discounted return from it.
-    np.testing.assert_allclose(out["overestimation"], out["q_estimate_initial"] - out["true_discounted_initial"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["overestimation"], out["q_estimate_initial"] - out["true_discounted_initial"],
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_per_item_rates_are_responses_per_item_shown():
     env_params = sim_env.default_params()
     key = jax.random.PRNGKey(0)
-    stats = evaluation.evaluate_policy(key, env_params, policies.fixed_policy().apply, sim_env.baseline_action(env_params), 32)
-    traj = jax.device_get(rollout(key, env_params, policies.fixed_policy().apply, sim_env.baseline_action(env_params), 32))
+    stats = evaluation.evaluate_policy(key, env_params, policies.fixed_policy().apply,
+                                       sim_env.baseline_action(env_params), 32)
+    traj = jax.device_get(rollout(key, env_params, policies.fixed_policy().apply,
+                                  sim_env.baseline_action(env_params), 32))
     shown = traj.valid.sum() * env_params.slate_size
     np.testing.assert_allclose(stats["rate_click"], traj.task_responses[..., 0].sum() / shown, rtol=1e-5)
     assert 0.0 < stats["rate_click"] < 1.0

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
+from jaxmtf.configs.collect import base
 from jaxmtf.data import collect
 from jaxmtf.run_config import ConfigError
-from jaxmtf.configs.collect import base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,8 +35,10 @@ BAD_CONFIGS = [
      ("'epsilon'", "got 1.5", "in [0, 1]")),
     ("zero temperature", dict(simulator="notifications", pipeline="softmax", temperature=0.0),
      ("'temperature'", "got 0.0", "> 0")),
-    ("negative box", dict(pipeline="exploration_box", box_half_width=-0.15), ("'box_half_width'", "got -0.15", "in (0, 1]")),
-    ("box past the range", dict(pipeline="exploration_box", box_half_width=3.0), ("'box_half_width'", "got 3.0", "(0, 1]")),
+    ("negative box", dict(pipeline="exploration_box", box_half_width=-0.15),
+     ("'box_half_width'", "got -0.15", "in (0, 1]")),
+    ("box past the range", dict(pipeline="exploration_box", box_half_width=3.0),
+     ("'box_half_width'", "got 3.0", "(0, 1]")),
     ("one eval user", dict(eval_users=1), ("'eval_users'", "got 1", ">= 2")),
     ("eval discount", dict(eval_discount=1.5), ("'eval_discount'", "got 1.5", "in [0, 1]")),
     ("unknown pipeline", dict(pipeline="mixd"), ("'pipeline'", "got 'mixd'", "did you mean 'mixed'")),
@@ -46,11 +48,13 @@ BAD_CONFIGS = [
     ("unknown expert", dict(pipeline="expert", expert="oracle"), ("'expert'", "got 'oracle'", "one of")),
     ("unknown field", dict(num_user=3), ("'num_user'", "unknown", "did you mean 'num_users'")),
     ("unknown simulator parameter", dict(env={"slate_sise": 8}), ("'env.slate_sise'", "unknown")),
-    ("unknown online algo", {"pipeline": "final_buffer", "online.algo": "sac"}, ("'online.algo'", "got 'sac'", "one of")),
+    ("unknown online algo", {"pipeline": "final_buffer", "online.algo": "sac"},
+     ("'online.algo'", "got 'sac'", "one of")),
     ("online chunks", {"pipeline": "final_buffer", "online.iterations": 250},
      ("'online.iterations' and 'online.log_every'", "got 250 and 500", "a multiple of log_every")),
     ("online batch", {"pipeline": "final_buffer", "online.num_envs": 1, "online.iterations": 100,
-                      "online.log_every": 100, "online.batch_size": 256}, ("'online.batch_size'", "got 1 and 100 and 256")),
+                      "online.log_every": 100, "online.batch_size": 256},
+     ("'online.batch_size'", "got 1 and 100 and 256")),
     ("negative exploration", {"pipeline": "final_buffer", "online.exploration_sigma": -1.0},
      ("'online.exploration_sigma'", "got -1.0", ">= 0")),
 ]

@@ -11,9 +11,9 @@ import pytest
 from conftest import CompiledAgent, small_config
 
 from jaxmtf import networks
-from jaxmtf.agents import cql, make_agent, sac
-from jaxmtf.data.synthetic import one_step_dataset, optimal_action
+from jaxmtf.agents import cql, sac
 from jaxmtf.configs import cql as cql_config
+from jaxmtf.data.synthetic import one_step_dataset, optimal_action
 
 OBS_DIM, ACT_DIM, BATCH = 4, 2, 128
 HIDDEN = (64, 64)

@@ -52,7 +52,8 @@ def _check_paired(results, paired_table, names):
             np.testing.assert_allclose(d["difference"], by_rows, rtol=1e-4, atol=1e-3)
             # (the CEM winner may be the baseline vector it starts at: then it equals that row, CI 0)
             assert np.isfinite(d["ci95"]) and (d["ci95"] > 0 if name in learned else d["ci95"] >= 0)
-            np.testing.assert_allclose([d["low"], d["high"]], [d["difference"] - d["ci95"], d["difference"] + d["ci95"]])
+            np.testing.assert_allclose([d["low"], d["high"]],
+                                       [d["difference"] - d["ci95"], d["difference"] + d["ci95"]])
     rows = paired_table.splitlines()
     assert rows[2] == "| policy | " + " | ".join(f"vs {b}" for b in baselines) + " |"
     assert [row.split("|")[1].strip() for row in rows[4:]] == learned + [names[2]]

@@ -33,7 +33,8 @@ def _discrete_arrays(n=10, num_actions=3):
 @pytest.mark.parametrize(
     "field, corrupt, num_actions, message",
     [
-        ("actions", lambda a: np.where(np.arange(10) == 4, 3, a), 3, "got 3 at transition 4, expected discrete actions in [0, 3)"),
+        ("actions", lambda a: np.where(np.arange(10) == 4, 3, a), 3,
+         "got 3 at transition 4, expected discrete actions in [0, 3)"),
         ("actions", lambda a: a - 1, 3, "got -1 at transition 0"),
         ("actions", lambda a: a.astype(np.float32), 3, "expected an integer dtype (discrete actions, num_actions=3)"),
         ("actions", lambda a: a[:, None], 3, "expected 1 dimensions"),
@@ -70,7 +71,8 @@ def test_discrete_round_trip_and_a_sidecar_without_num_actions(tmp_path):
 
 
 def test_agent_and_dataset_action_spaces_must_match(tiny_dataset, tiny_discrete_dataset):
-    with pytest.raises(ConfigError, match="config field 'algo': got 'cql_dqn', which is discrete, but the dataset has continuous"):
+    with pytest.raises(ConfigError, match="config field 'algo': got 'cql_dqn', which is discrete, "
+                                          "but the dataset has continuous"):
         check_action_space(small_config("cql_dqn"), tiny_dataset)  # ... and it names what would fit
     with pytest.raises(ConfigError, match="expected a continuous agent"):
         check_action_space(small_config("cql_dqn"), tiny_dataset)

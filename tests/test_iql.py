@@ -15,9 +15,9 @@ from conftest import CompiledAgent, small_config
 
 from jaxmtf import networks
 from jaxmtf.agents import iql, make_agent
+from jaxmtf.configs import iql as iql_config
 from jaxmtf.data.synthetic import one_step_dataset, optimal_action
 from jaxmtf.types import Transition
-from jaxmtf.configs import iql as iql_config
 
 OBS_DIM, ACT_DIM, BATCH = 3, 2, 64
 HIDDEN = (32, 32)

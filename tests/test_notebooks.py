@@ -17,7 +17,8 @@ def printed(notebook) -> str:
 
 
 def figures(notebook) -> int:
-    return sum("image/png" in o.get("data", {}) for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return sum("image/png" in o.get("data", {})
+               for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
 def test_the_five_study_notebooks_exist():

@@ -12,14 +12,16 @@ import pytest
 from jaxmtf import training
 from jaxmtf.data import one_step_dataset
 from jaxmtf.data.synthetic import optimal_action
-from jaxmtf.ope import bootstrap, doubly_robust, fqe as fqe_lib, importance, marginal, scoring
+from jaxmtf.ope import bootstrap, doubly_robust, importance, marginal, scoring
+from jaxmtf.ope import fqe as fqe_lib
 from jaxmtf.ope.episodes import Episodes, OPEDataError, episodes_from_dataset, require_behaviour_log_prob
 
 
 def make_episodes(rewards, mask, behaviour_log_prob):
     rewards, mask = jnp.asarray(rewards, jnp.float32), jnp.asarray(mask, jnp.float32)
     rows = jnp.zeros(rewards.shape, jnp.int32)
-    return Episodes(rows=rows, mask=mask, rewards=rewards * mask, behaviour_log_prob=jnp.asarray(behaviour_log_prob, jnp.float32))
+    return Episodes(rows=rows, mask=mask, rewards=rewards * mask,
+                    behaviour_log_prob=jnp.asarray(behaviour_log_prob, jnp.float32))
 
 
 # ----------------------------------------------------------------- hand-computed values
@@ -111,7 +113,8 @@ def test_every_estimator_is_exact_in_expectation_on_a_tabular_mdp():
         np.testing.assert_allclose(value, true_value(), rtol=1e-5, err_msg=name)
     zeros = jnp.zeros((4, 2))
     for name, fn in doubly_robust.ESTIMATORS.items():  # unbiased with any model, here none
-        np.testing.assert_allclose(fn(episodes, log_w, zeros, zeros, GAMMA, counts), true_value(), rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(fn(episodes, log_w, zeros, zeros, GAMMA, counts), true_value(), rtol=1e-5,
+                                   err_msg=name)
     cells = jnp.asarray(states, jnp.int32)  # the cells are the states: MIS is exact
     np.testing.assert_allclose(marginal.marginalized_is(episodes, cells, lr, GAMMA, counts, 2), true_value(), rtol=1e-5)
 
@@ -137,22 +140,26 @@ def test_doubly_robust_with_the_perfect_q_is_exact_on_every_sample():
     log_w = importance.log_cumulative_weights(importance.log_ratios(episodes, target_lp))
     q, v = perfect_q(states, actions)
     for counts in (jnp.array([1.0, 0.0, 0.0, 0.0]), jnp.array([0.0, 3.0, 1.0, 0.0]), jnp.ones(4)):
-        np.testing.assert_allclose(doubly_robust.doubly_robust(episodes, log_w, q, v, GAMMA, counts), true_value(), rtol=1e-5)
-        np.testing.assert_allclose(doubly_robust.weighted_doubly_robust(episodes, log_w, q, v, GAMMA, counts), true_value(), rtol=1e-5)
+        np.testing.assert_allclose(doubly_robust.doubly_robust(episodes, log_w, q, v, GAMMA, counts),
+                                   true_value(), rtol=1e-5)
+        np.testing.assert_allclose(doubly_robust.weighted_doubly_robust(episodes, log_w, q, v, GAMMA, counts),
+                                   true_value(), rtol=1e-5)
 
 
 def test_doubly_robust_without_a_model_is_per_decision_is():
     episodes, lr = two_episodes()
     log_w = importance.log_cumulative_weights(lr)
     zeros = jnp.zeros((2, 2))
-    np.testing.assert_allclose(doubly_robust.doubly_robust(episodes, log_w, zeros, zeros, 0.5, jnp.ones(2)), 2.25, rtol=1e-6)
+    np.testing.assert_allclose(doubly_robust.doubly_robust(episodes, log_w, zeros, zeros, 0.5, jnp.ones(2)), 2.25,
+                               rtol=1e-6)
 
 
 def test_marginal_is_with_one_cell_is_stepwise_self_normalised_is():
     rng = np.random.default_rng(2)
     rewards, lr = rng.uniform(size=(6, 3)), rng.normal(size=(6, 3))
     episodes = make_episodes(rewards, np.ones((6, 3)), np.zeros((6, 3)))
-    got = marginal.marginalized_is(episodes, jnp.zeros((6, 3), jnp.int32), jnp.asarray(lr, jnp.float32), 0.8, jnp.ones(6), 1)
+    got = marginal.marginalized_is(episodes, jnp.zeros((6, 3), jnp.int32), jnp.asarray(lr, jnp.float32), 0.8,
+                                   jnp.ones(6), 1)
     rho = np.exp(lr)
     want = sum(0.8**t * (rho[:, t] * rewards[:, t]).sum() / rho[:, t].sum() for t in range(3))
     np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -268,7 +275,8 @@ def test_fqe_on_a_one_step_task_is_the_mean_reward_of_the_target():
     estimate = np.asarray(fqe_lib.values(fqe, states, dataset.observations, actions)).mean(-1)[0]
     # The mean reward of each target; the tanh-Gaussian's by Monte Carlo over many more draws.
     many = np.tanh(best[:, None, :] + 0.5 * rng.normal(size=(len(obs), 256, 2)))
-    want = np.r_[-np.sum((deterministic - best[None]) ** 2, -1).mean(-1), -np.sum((many - best[:, None]) ** 2, -1).mean()]
+    want = np.r_[-np.sum((deterministic - best[None]) ** 2, -1).mean(-1),
+                 -np.sum((many - best[:, None]) ** 2, -1).mean()]
     np.testing.assert_allclose(estimate, want, atol=0.08)
 
 
@@ -304,9 +312,9 @@ def test_fqe_target_by_hand():
     ("num_cell", 4, "did you mean 'num_cells'"),
 ])
 def test_bad_ope_config_is_named(field, value, message):
+    from jaxmtf.configs import ope as ope_config
     from jaxmtf.ope.config import validate_ope_config
     from jaxmtf.run_config import ConfigError
-    from jaxmtf.configs import ope as ope_config
 
     config = ope_config.get_config()
     parent, _, name = field.rpartition(".")

@@ -4,16 +4,16 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import small_config
+
 from jaxmtf import pipeline, rundir, training
+from jaxmtf.configs import ope as ope_config
+from jaxmtf.configs.collect import base as collect_base
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.ope import run as ope_run
 from jaxmtf.ope.targets import PolicySpecError, load_policies
 from jaxmtf.sim import env as sim_env
-from jaxmtf.configs import ope as ope_config
-from jaxmtf.configs.collect import base as collect_base
 
 ESTIMATORS = {"fqe", "tis", "pdis", "wis", "wpdis", "mis", "dr", "wdr"}
 
@@ -110,7 +110,7 @@ def test_named_policies_load_and_merge():
     config = ope_config.get_config()
     groups = load_policies("random,switch,baseline,noisy_switch", env_params, config, sim_env.obs_dim(env_params),
                            sim_env.act_dim(env_params))
-    assert [[l["policy"] for l in g.labels] for g in groups] == [["random"], ["switch"], ["baseline"],
+    assert [[label["policy"] for label in g.labels] for g in groups] == [["random"], ["switch"], ["baseline"],
                                                                  ["noisy_switch(sigma=0.3)"]]
     assert [g.stochastic for g in groups] == [True, False, False, True]
     with pytest.raises(PolicySpecError, match="needs the simulator"):

@@ -3,8 +3,8 @@ its fusion weights in the simulator's terms."""
 import jax
 import numpy as np
 import pytest
-
 from conftest import small_config
+
 from jaxmtf import policy, training
 from jaxmtf.configs.collect import base as collect_base
 from jaxmtf.data import collect

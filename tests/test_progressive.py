@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from jaxmtf import progressive, rundir
-from jaxmtf.run_config import ConfigError
 from jaxmtf.configs import batchrl_mtf, integrated_rl
+from jaxmtf.run_config import ConfigError
 
 
 def tiny_config(**progressive_fields):
@@ -36,11 +36,13 @@ def test_two_rounds_write_the_run_directory_and_resume_after_a_mid_round_kill(tm
         round_dir = tmp_path / "whole" / f"round_{k}"
         assert (round_dir / "data" / "seed_0.npz").exists() and (round_dir / "data" / "seed_1.json").exists()
         assert (round_dir / "train" / "checkpoints").is_dir() and (round_dir / "evaluation.json").exists()
-        assert len(rundir.read_run_records(str(round_dir / "train"), rundir.METRICS_FILE)) == 2 * 2  # 2 chunks x 2 seeds
+        # 2 chunks x 2 seeds
+        assert len(rundir.read_run_records(str(round_dir / "train"), rundir.METRICS_FILE)) == 2 * 2
     record = whole["rounds"][1]
     assert len(record["trained"]["undiscounted_return"]) == 2 and np.isfinite(record["exploration_cost"]).all()
     # "all": round 2 trains on both rounds' data; each seed collected around its own round-1 policy.
-    assert record["trained_on"] == [a + b for a, b in zip(whole["rounds"][0]["num_transitions"], record["num_transitions"])]
+    assert record["trained_on"] == [a + b for a, b in zip(whole["rounds"][0]["num_transitions"],
+                                                          record["num_transitions"])]
     assert (tmp_path / "whole" / "summary.json").exists() and (tmp_path / "whole" / "references.json").exists()
 
     # Killed in round 2's training after its first checkpoint, then resumed by the same call.
@@ -65,7 +67,8 @@ def test_batchrl_mtf_config_runs_one_round_of_mixed_data(tmp_path):
     config = batchrl_mtf.get_config()
     config.agent.vae_hidden_dims = config.agent.actor_hidden_dims = config.agent.critic_hidden_dims = (16, 16)
     config.agent.num_act_samples, config.agent.num_target_samples = 4, 2
-    config.num_seeds, config.num_updates, config.chunk_size, config.batch_size, config.checkpoint_every = 2, 10, 10, 16, 10
+    (config.num_seeds, config.num_updates, config.chunk_size, config.batch_size,
+     config.checkpoint_every) = 2, 10, 10, 16, 10
     p = config.progressive
     p.budget_sessions, p.eval_users, p.env = 8, 8, {"max_steps": 6, "num_candidates": 10}
     result = progressive.run_progressive(config, str(tmp_path))
@@ -94,7 +97,8 @@ def test_a_chain_keeps_a_record_and_refuses_another_config_before_writing(tmp_pa
     record_path = os.path.join(workdir, "run_record.json")
     before = open(record_path).read()
     for field, value in (("eval_users", 16), ("budget_sessions", 24), ("noise_sigma", 0.2)):
-        with pytest.raises(Exception, match=f"'progressive.{field}' in .*run_record.json: got {value!r} in this run, expected the saved"):
+        with pytest.raises(Exception, match=f"'progressive.{field}' in .*run_record.json: "
+                                            f"got {value!r} in this run, expected the saved"):
             progressive.open_chain(tiny_config(**{field: value}), workdir)
     changed = tiny_config()
     changed.num_seeds = 3

@@ -162,7 +162,8 @@ CASES = [
     # --- driver fields
     Bad("unknown driver field", _train(num_seed=3), D, ("'num_seed'", "got 3", "did you mean 'num_seeds'")),
     Bad("negative seed", _train(seed=-1), D, ("'seed'", "got -1", "an integer in [0, 4294967295]")),
-    Bad("seed past uint32", _train(seed=2**32 - 1, num_seeds=2), D, ("'seed'", "4294967295", "seed + num_seeds - 1 <=")),
+    Bad("seed past uint32", _train(seed=2**32 - 1, num_seeds=2), D,
+        ("'seed'", "4294967295", "seed + num_seeds - 1 <=")),
     Bad("zero seeds", _train(num_seeds=0), D, ("'num_seeds'", "got 0", "an integer >= 1")),
     Bad("zero updates", _train(num_updates=0), D, ("'num_updates'", "got 0", "an integer >= 1")),
     Bad("float updates", _train(num_updates=30.0), D, ("'num_updates'", "got 30.0", "an integer >= 1")),
@@ -193,7 +194,8 @@ CASES = [
     Bad("float critics", _train(agent={"num_critics": 2.0}), D, ("'agent.num_critics'", "got 2.0", "an integer")),
     Bad("zero-width layer", _train(agent={"actor_hidden_dims": (32, 0)}), D,
         ("'agent.actor_hidden_dims'", "(32, 0)", "each an integer >= 1")),
-    Bad("no layers", _train(agent={"critic_hidden_dims": ()}), D, ("'agent.critic_hidden_dims'", "got ()", "non-empty")),
+    Bad("no layers", _train(agent={"critic_hidden_dims": ()}), D,
+        ("'agent.critic_hidden_dims'", "got ()", "non-empty")),
     Bad("negative lr", _train(agent={"actor_lr": -3e-4}), D, ("'agent.actor_lr'", "-0.0003", "a finite number > 0")),
     Bad("zero lr", _train(agent={"critic_lr": 0.0}), D, ("'agent.critic_lr'", "got 0.0", "a finite number > 0")),
     Bad("policy delay 0", _train(agent={"policy_delay": 0}), D, ("'agent.policy_delay'", "got 0", "an integer >= 1")),
@@ -206,17 +208,20 @@ CASES = [
     Bad("bcq lambda", _train("bcq", agent={"lmbda": 1.5}, sweep=""), D, ("'agent.lmbda'", "got 1.5", "in [0, 1]")),
     Bad("bcq samples", _train("bcq", agent={"num_target_samples": 0}, sweep=""), D,
         ("'agent.num_target_samples'", "got 0", ">= 1")),
-    Bad("cql temperature", _train("cql", agent={"temperature": 0.0}, sweep=""), D, ("'agent.temperature'", "0.0", "> 0")),
+    Bad("cql temperature", _train("cql", agent={"temperature": 0.0}, sweep=""), D,
+        ("'agent.temperature'", "0.0", "> 0")),
     Bad("cql string bool", _train("cql", agent={"with_lagrange": "no"}, sweep=""), D,
         ("'agent.with_lagrange'", "'no'", "True or False")),
-    Bad("cql warm-up", _train("cql", agent={"policy_eval_start": -1}, sweep=""), D, ("'agent.policy_eval_start'", "-1", ">= 0")),
+    Bad("cql warm-up", _train("cql", agent={"policy_eval_start": -1}, sweep=""), D,
+        ("'agent.policy_eval_start'", "-1", ">= 0")),
     Bad("uwac kernel", _train("uwac", agent={"kernel": "cosine"}, sweep=""), D,
         ("'agent.kernel'", "'cosine'", "one of ['gaussian', 'laplacian']")),
     Bad("uwac clamp", _train("uwac", agent={"clip_bottom": 0.9, "clip_top": 0.1}, sweep=""), D,
         ("'agent.clip_bottom' and 'agent.clip_top'", "0.9 and 0.1", "clip_bottom <= clip_top")),
     Bad("uwac passes", _train("uwac", agent={"num_dropout_samples": 1}, sweep=""), D,
         ("'agent.num_dropout_samples'", "got 1", ">= 2")),
-    Bad("uwac dropout", _train("uwac", agent={"dropout_rate": 1.0}, sweep=""), D, ("'agent.dropout_rate'", "1.0", "in [0, 1)")),
+    Bad("uwac dropout", _train("uwac", agent={"dropout_rate": 1.0}, sweep=""), D,
+        ("'agent.dropout_rate'", "1.0", "in [0, 1)")),
     # --- the discrete track: agents and datasets of the other action space, discrete agents' fields
     Bad("discrete agent on continuous data", _train("cql_dqn", sweep=""), D,
         ("'algo'", "got 'cql_dqn'", "expected a continuous agent")),
@@ -253,7 +258,8 @@ CASES = [
         ("'num_actions'", "missing for integer actions", "expected the number of discrete actions")),
     Bad("tampered file", _tampered_file, DatasetError, ("'rewards'", "checksum does not match", "expected")),
     # --- run directories and checkpoints (resuming the base run)
-    Bad("other algo", _train("td3", sweep=""), checkpoint.CheckpointError, ("'algo'", "got 'td3'", "the saved 'td3_bc'"),
+    Bad("other algo", _train("td3", sweep=""), checkpoint.CheckpointError,
+        ("'algo'", "got 'td3'", "the saved 'td3_bc'"),
         _base_copy, True),
     Bad("other agent", _train(agent={"critic_hidden_dims": (16, 16)}), checkpoint.CheckpointError,
         ("'agent.critic_hidden_dims'", "got [16, 16] in this run", "the saved [32, 32]"), _base_copy, True),
@@ -377,7 +383,8 @@ def test_corrupt_checkpoints_a_partial_line_and_a_stale_lock_are_survived(base_r
     for needle in ("checkpoint 30 in", "checkpoint 20 in", "skipped a partial last line", "removed a partial last line",
                    "took over the lock left by pid 999999 on host gone-host"):
         assert needle in log, needle
-    assert rundir.read_jsonl(os.path.join(workdir, "metrics.jsonl")) == rundir.read_jsonl(os.path.join(base, "metrics.jsonl"))
+    assert rundir.read_jsonl(os.path.join(workdir, "metrics.jsonl")) == rundir.read_jsonl(
+        os.path.join(base, "metrics.jsonl"))
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints.corrupt"))) and len(os.listdir(
         os.path.join(workdir, "checkpoints.corrupt"))) == 2
     assert open(os.path.join(workdir, workdir_lock.LOCK_FILE)).read() == ""  # released cleanly
@@ -440,7 +447,8 @@ def _actor_size_eval(send_sigint_at=None):
     def eval_fn(agent, agent_states, step):
         if step == send_sigint_at:
             os.kill(os.getpid(), signal.SIGINT)
-        return {"actor_abs": sum(jnp.abs(x).sum(axis=tuple(range(2, x.ndim))) for x in jax.tree.leaves(agent_states.actor))}
+        return {"actor_abs": sum(jnp.abs(x).sum(axis=tuple(range(2, x.ndim)))
+                                 for x in jax.tree.leaves(agent_states.actor))}
 
     return eval_fn
 

@@ -116,7 +116,8 @@ def test_fusion_forms():
     direct = jnp.prod((jax.nn.sigmoid(pred) + b) ** w, axis=1)
     np.testing.assert_array_equal(np.argsort(E.fused_scores(pred, a, pb)), np.argsort(direct))
     add = PARAMS.replace(fusion="additive")
-    np.testing.assert_allclose(E.fused_scores(pred, a[:6], add), jax.nn.sigmoid(pred) @ E.fusion_from_action(a[:6], add)[0],
+    np.testing.assert_allclose(E.fused_scores(pred, a[:6], add),
+                               jax.nn.sigmoid(pred) @ E.fusion_from_action(a[:6], add)[0],
                                rtol=1e-6)
     # both forms (and the bias action) run in a rollout and the action changes the outcome
     for params in (add, pb):

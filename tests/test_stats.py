@@ -5,7 +5,7 @@ import scipy.stats
 
 from jaxmtf import stats
 
-# ------------------------------------------------------------------ 95% CIs of a mean: Student-t over seeds, normal over users
+# ------------------------------------------------------- 95% CIs of a mean: Student-t over seeds, normal over users
 
 
 # t_{0.975, n-1} from the tables (two-sided 95%, df = 2, 3, 4).
@@ -59,10 +59,12 @@ def test_halfwidths_on_pandas_numpy_and_jax():
     out = stats.t_halfwidth(std, count)
     assert isinstance(out, pd.Series) and np.isnan(out[0])
     np.testing.assert_allclose(out[1:], [4.302653 * 2 / np.sqrt(3), 3.182446 * 3 / 2], rtol=1e-6)
-    np.testing.assert_allclose(stats.t_halfwidth(np.array([1.0, 1.0]), np.array([3, 5])), [4.302653 / np.sqrt(3), 2.776445 / np.sqrt(5)], rtol=1e-6)
+    np.testing.assert_allclose(stats.t_halfwidth(np.array([1.0, 1.0]), np.array([3, 5])),
+                               [4.302653 / np.sqrt(3), 2.776445 / np.sqrt(5)], rtol=1e-6)
     x = jnp.arange(4.0, dtype=jnp.float32)
     half = jax.jit(lambda x: stats.normal_halfwidth(jnp.std(x, ddof=1), x.shape[0]))(x)
-    assert half.dtype == jnp.float32 and float(half) == pytest.approx(1.959964 * np.std([0, 1, 2, 3], ddof=1) / 2, rel=1e-6)
+    assert half.dtype == jnp.float32 and float(half) == pytest.approx(
+        1.959964 * np.std([0, 1, 2, 3], ddof=1) / 2, rel=1e-6)
 
 
 def test_over_is_required_and_checked():
@@ -127,7 +129,8 @@ def test_stratified_resamples_stay_within_their_task():
     scores = np.array([[0.0, 10.0], [1.0, 11.0], [2.0, 12.0]])
     resamples = stats.stratified_resamples(scores, 200, np.random.default_rng(0))
     assert resamples.shape == (200, 3, 2)
-    assert set(np.unique(resamples[..., 0])) == {0.0, 1.0, 2.0} and set(np.unique(resamples[..., 1])) == {10.0, 11.0, 12.0}
+    assert (set(np.unique(resamples[..., 0])) == {0.0, 1.0, 2.0}
+            and set(np.unique(resamples[..., 1])) == {10.0, 11.0, 12.0})
 
 
 def test_bootstrap_interval_covers_a_normal_mean_about_95_percent_of_the_time():

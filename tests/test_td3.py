@@ -73,7 +73,8 @@ def test_td3_update_target_and_critic_loss_by_hand():
 def test_td3_bc_actor_loss_by_hand():
     q_pi = jnp.array([2.0, -4.0])
     pi = jnp.array([[0.5, 0.0], [0.0, 0.0]])
-    batch = Transition(jnp.zeros((2, 1)), jnp.array([[0.0, 0.0], [1.0, 0.0]]), jnp.zeros(2), jnp.zeros((2, 1)), jnp.zeros(2))
+    batch = Transition(jnp.zeros((2, 1)), jnp.array([[0.0, 0.0], [1.0, 0.0]]), jnp.zeros(2), jnp.zeros((2, 1)),
+                       jnp.zeros(2))
     loss, aux = td3_bc.td3_bc_actor_loss(q_pi, pi, batch, {"alpha": jnp.array(2.5)})
     lmbda = 2.5 / 3.0  # alpha / mean|Q| = 2.5 / ((2 + 4) / 2)
     bc = (0.25 + 1.0) / 4.0  # mean over 2 x 2 entries

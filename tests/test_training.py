@@ -134,7 +134,8 @@ def test_interrupted_and_resumed_run_is_identical(tiny_dataset, tmp_path):
     resumed = training.train(config, tiny_dataset, workdir)
     assert resumed["finished"]
     _assert_trees_close(resumed["state"], straight["state"], rtol=0, atol=0)
-    rows = lambda d: [(r["step"], r["seed"], r["critic_loss"]) for r in rundir.read_jsonl(os.path.join(d, "metrics.jsonl"))]
+    rows = lambda d: [(r["step"], r["seed"], r["critic_loss"])
+                      for r in rundir.read_jsonl(os.path.join(d, "metrics.jsonl"))]
     assert rows(workdir) == rows(str(tmp_path / "straight"))
 
 
@@ -197,7 +198,8 @@ def test_launcher_resumes_after_being_killed(tmp_path):
     proc = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        ckpts = [d for d in os.listdir(workdir / "checkpoints") if d.isdigit()] if (workdir / "checkpoints").exists() else []
+        ckpts = ([d for d in os.listdir(workdir / "checkpoints") if d.isdigit()]
+                 if (workdir / "checkpoints").exists() else [])
         if ckpts:
             break
         time.sleep(0.2)

@@ -80,7 +80,8 @@ def test_weighted_critic_loss_by_hand():
 
 def test_lagrange_multiplier_direction_and_clamp():
     opt = optax.adam(1e-3)
-    step = lambda log_alpha, mmd: uwac.lagrange_step(opt, jnp.float32(log_alpha), opt.init(jnp.float32(log_alpha)), jnp.array(mmd), 0.07)[0]
+    step = lambda log_alpha, mmd: uwac.lagrange_step(opt, jnp.float32(log_alpha), opt.init(jnp.float32(log_alpha)),
+                                                     jnp.array(mmd), 0.07)[0]
     # Adam's first step moves by lr = 1e-3 against the sign of the gradient -alpha (MMD - eps).
     np.testing.assert_allclose(step(0.0, [0.5, 0.3]), 1e-3, rtol=1e-3)  # MMD above eps: alpha grows
     np.testing.assert_allclose(step(0.0, [0.01, 0.02]), -1e-3, rtol=1e-3)  # below: alpha shrinks
@@ -273,7 +274,8 @@ def test_critics_are_rlkit_mlps_with_spectral_norm_on_every_layer(small):
                            state.critic_target["params"]["VmapCritic_0"]["MLP_0"]["Dense_0"]["kernel"])
 
     # 50 training passes (update_stats) from the initial weights: sigma converges to each layer's top singular value.
-    apply = networks.EnsembleCritic((32, 32), num_critics=2, spectral_norm=True).apply  # the agent's structure (init aside)
+    # the agent's structure (init aside)
+    apply = networks.EnsembleCritic((32, 32), num_critics=2, spectral_norm=True).apply
     obs, action = _batch().observations, _batch().actions
 
     def one_pass(_, critic):

@@ -190,6 +190,7 @@ def vae_loss(recon, action, mean, std):
 
 
 def behaviour_vae_loss(vae_fn, batch, key):
-    """`vae_loss` of the behaviour model vae_fn(obs, action, key) -> (recon, mean, std) on the batch (BCQ, BEAR, UWAC)."""
+    """`vae_loss` of the behaviour model vae_fn(obs, action, key) -> (recon, mean, std) on the batch
+    (BCQ, BEAR, UWAC)."""
     recon, mean, std = vae_fn(batch.observations, batch.actions, key)
     return vae_loss(recon, batch.actions, mean, std)

@@ -105,7 +105,8 @@ def make_q_learning(config, obs_dim: int, num_actions: int, hparam_names, *, dou
     """The DQN family: `penalty_fn(params, q_tm1 [C, B, n], batch, hparams) -> (loss, metrics)` is added to the
     TD loss; `select_fn(params, q [C, ..., n], obs, hparams) -> actions` is the greedy policy (act, and
     with `double_q` the target's action choice); `extra_nets` are trained with the critic by the same Adam."""
-    q_net = networks.EnsembleDiscreteCritic(tuple(config.critic_hidden_dims), num_actions, num_critics=config.num_critics)
+    q_net = networks.EnsembleDiscreteCritic(tuple(config.critic_hidden_dims), num_actions,
+                                            num_critics=config.num_critics)
     extra_nets = dict(extra_nets or {})
     optimizer = optax.adam(config.learning_rate)
     interval = int(config.target_update_interval)

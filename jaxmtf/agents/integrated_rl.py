@@ -251,9 +251,11 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     if not 0.0 <= half_width <= 2.0:
         raise ValueError(f"config field 'agent.box_half_width': must be in [0, 2], got {half_width}")
     if config.target_reduction not in TARGET_REDUCTIONS:
-        raise ValueError(f"config field 'agent.target_reduction': {config.target_reduction!r} not in {TARGET_REDUCTIONS}")
+        raise ValueError(f"config field 'agent.target_reduction': {config.target_reduction!r} "
+                         f"not in {TARGET_REDUCTIONS}")
     if int(config.num_critics) < 2:
-        raise ValueError(f"config field 'agent.num_critics': the disagreement needs >= 2 critics, got {config.num_critics}")
+        raise ValueError(f"config field 'agent.num_critics': the disagreement needs >= 2 critics, "
+                         f"got {config.num_critics}")
     reward_groups = tuple(tuple(float(x) for x in row) for row in config.reward_groups)
     num_groups = max(len(reward_groups), 1)
     group_weights = tuple(float(x) for x in config.group_weights) or (1.0,) * num_groups

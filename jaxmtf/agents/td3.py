@@ -61,7 +61,8 @@ def smoothed_target_action(pi_t, noise, noise_clip):
 
 
 def td3_target(actor_target_fn, critic_target_fn, batch, key, hparams):
-    """y = r_t + gamma (1 - d_t) min_i Q'_i(s_t, a_t),  a_t = clip(pi'(s_t) + clip(eps, -c, c), -1, 1),  eps ~ N(0, sigma^2).
+    """y = r_t + gamma (1 - d_t) min_i Q'_i(s_t, a_t),  a_t = clip(pi'(s_t) + clip(eps, -c, c), -1, 1),
+    eps ~ N(0, sigma^2).
 
     actor_target_fn(obs) -> action; critic_target_fn(obs, action) -> [num_critics, B].
     """

@@ -357,7 +357,8 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     )
     # FlattenDropout_Mlp: rlkit's Mlp init, dropout after each hidden ReLU, spectral norm on every layer (--SN).
     critic_net = networks.EnsembleCritic(
-        tuple(config.critic_hidden_dims), num_critics=2, dropout_rate=config.dropout_rate, hidden_init=networks.rlkit_hidden,
+        tuple(config.critic_hidden_dims), num_critics=2, dropout_rate=config.dropout_rate,
+        hidden_init=networks.rlkit_hidden,
         output_init=networks.rlkit_output(CRITIC_INIT_W), spectral_norm=bool(config.spectral_norm),
     )
     # Latent dim 2 * act_dim as in the example script's VAEPolicy.

@@ -15,7 +15,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.eval_users = 512  # simulated users per evaluation of each run (the same users for every run)
     config.eval_discount = 0.99  # discount of the evaluated discounted return
     config.checkpoint_every = 10_000  # updates between orbax checkpoints (multiple of chunk_size)
-    config.keep_checkpoints = 3  # most recent checkpoints kept on disk (>= 1; older ones are the fallback of a corrupt one)
+    # most recent checkpoints kept on disk (>= 1; older ones are the fallback of a corrupt one)
+    config.keep_checkpoints = 3
     config.normalize_observations = False  # standardise states with dataset mean and std + 1e-3
     config.tensorboard = False  # also write TensorBoard summaries (needs jaxmtf[tensorboard])
     config.shard_runs = True  # split the seeds (or settings) over all devices (of every process, multi-host)

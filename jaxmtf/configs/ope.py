@@ -40,7 +40,8 @@ def get_config():
     fqe.hidden_dims = (256, 256)  # critic MLP (d3rlpy's default encoder)
     fqe.num_critics = 1  # critics per FQE model (d3rlpy's n_critics)
     fqe.target_update_interval = 20  # hard copy of the critic into its target every this many updates (d3rlpy: 100)
-    fqe.num_action_samples = 1  # draws of a stochastic target's action per state (unbiased at 1; copies for deterministic ones)
+    # draws of a stochastic target's action per state (unbiased at 1; copies for deterministic ones)
+    fqe.num_action_samples = 1
     fqe.checkpoint_every = 5_000  # updates between checkpoints of the FQE run directory
     fqe.keep_checkpoints = 2  # FQE checkpoints kept
     fqe.eval_every = 0  # the driver's evaluation hook: unused by FQE

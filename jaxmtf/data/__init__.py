@@ -9,5 +9,5 @@ from jaxmtf.data.dataset import (
     save,
     validate,
 )
-from jaxmtf.data.synthetic import discrete_one_step_dataset, one_step_dataset
 from jaxmtf.data.minari_import import from_minari
+from jaxmtf.data.synthetic import discrete_one_step_dataset, one_step_dataset

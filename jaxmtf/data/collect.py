@@ -40,10 +40,10 @@ from absl import logging
 from jaxmtf import evaluation, online, schema
 from jaxmtf.agents import make_agent
 from jaxmtf.data import dataset as dataset_lib
+from jaxmtf.run_config import ConfigError
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import envs, notification_policies, policies
 from jaxmtf.sim.rollout import flatten_valid, rollout
-from jaxmtf.run_config import ConfigError
 from jaxmtf.types import Dataset
 
 PIPELINES = (
@@ -193,7 +193,8 @@ def simulator_of_provenance(provenance: Dict[str, Any]):
 def expert_policy(config, env_params: sim_env.EnvParams, key) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
     """(policy, params, description) of the configured expert."""
     if config.expert == "switch":
-        return policies.bounce_switch_policy(env_params), policies.default_switch_params(env_params), {"expert": "switch"}
+        return (policies.bounce_switch_policy(env_params), policies.default_switch_params(env_params),
+                {"expert": "switch"})
     if config.expert == "online":
         run = train_online(config, env_params, key)
         greedy = policies.Policy(lambda state, obs, k: run["agent"].act(state, obs[None], k)[0], lambda *a: jnp.nan)
@@ -209,10 +210,12 @@ def notification_behaviour(config, env_params) -> Tuple[policies.Policy, Any, Di
         return notification_policies.uniform_policy(n), None, {"behaviour": f"uniform over {n} counts"}
     if name == "epsilon_greedy":
         params = {"base": rule, "epsilon": jnp.float32(config.epsilon)}
-        return notification_policies.epsilon_greedy_policy(n), params, {"behaviour": f"epsilon-greedy rule, epsilon {config.epsilon}"}
+        return (notification_policies.epsilon_greedy_policy(n), params,
+                {"behaviour": f"epsilon-greedy rule, epsilon {config.epsilon}"})
     if name == "softmax":
         params = {"rule": rule, "temperature": jnp.float32(config.temperature)}
-        return notification_policies.softmax_policy(n), params, {"behaviour": f"softmax around the rule, temperature {config.temperature}"}
+        return (notification_policies.softmax_policy(n), params,
+                {"behaviour": f"softmax around the rule, temperature {config.temperature}"})
     raise ValueError(f"config field 'pipeline': got {name!r}, expected one of {', '.join(NOTIFICATION_PIPELINES)} "
                      "with simulator 'notifications'")
 
@@ -231,17 +234,20 @@ def behaviour(config, env_params, key) -> Tuple[policies.Policy, Any, Dict[str, 
         return policies.fixed_policy(), baseline, {"behaviour": "fixed baseline weights", "action": baseline.tolist()}
     if name == "exploration_box":
         box = policies.box_policy(policies.fixed_policy(), half_width=config.box_half_width)
-        return box, {"base": baseline}, {"behaviour": f"baseline + U(-{config.box_half_width}, {config.box_half_width})"}
+        return (box, {"base": baseline},
+                {"behaviour": f"baseline + U(-{config.box_half_width}, {config.box_half_width})"})
     expert, expert_params, description = expert_policy(config, env_params, key)
     if name == "expert":
         return expert, expert_params, {"behaviour": "expert", **description}
     if name == "noisy_expert":
         noisy = policies.gaussian_policy(expert)
-        return noisy, {"base": expert_params, "sigma": sigma}, {"behaviour": f"truncated N(expert, {config.noise_sigma})", **description}
+        return (noisy, {"base": expert_params, "sigma": sigma},
+                {"behaviour": f"truncated N(expert, {config.noise_sigma})", **description})
     if name == "mixed":
         mixture = policies.batchrl_mixture(expert, A)
         params = {"components": (None, {"base": expert_params, "sigma": sigma}), "weights": jnp.array([0.5, 0.5])}
-        return mixture, params, {"behaviour": f"0.5 uniform + 0.5 truncated N(expert, {config.noise_sigma})", **description}
+        return (mixture, params,
+                {"behaviour": f"0.5 uniform + 0.5 truncated N(expert, {config.noise_sigma})", **description})
     raise ValueError(f"config field 'pipeline': unknown pipeline {name!r} (known: {', '.join(PIPELINES)})")
 
 
@@ -272,7 +278,8 @@ def train_online(config, env_params: sim_env.EnvParams, key) -> Dict[str, Any]:
         finished = float(state.finished_count)
         logging.info(
             "online %s: iteration %d/%d, mean return of %d finished sessions %.2f (%.0fs)",
-            oc.algo, done, oc.iterations, finished, float(state.finished_returns) / max(finished, 1.0), time.time() - start,
+            oc.algo, done, oc.iterations, finished, float(state.finished_returns) / max(finished, 1.0),
+            time.time() - start,
         )
     description = {"online_algo": oc.algo, "online_iterations": oc.iterations, "online_num_envs": oc.num_envs,
                    "online_transitions": int(state.buffer.size)}
@@ -307,7 +314,8 @@ def _collect_checked(config) -> Tuple[Dataset, Dict[str, Any]]:
     if config.pipeline in _ONLINE_PIPELINES:
         run = train_online(config, env_params, k_behaviour)
         greedy = evaluation.agent_policy_fn(run["agent"])
-        expert_value = evaluation.evaluate_policy(k_value, env_params, greedy, run["state"].agent, config.eval_users, eval_discount)
+        expert_value = evaluation.evaluate_policy(k_value, env_params, greedy, run["state"].agent, config.eval_users,
+                                                  eval_discount)
         provenance.update(run["description"])
         if config.pipeline == "imitation":
             traj = rollout(k_collect, env_params, greedy, run["state"].agent, config.num_users)

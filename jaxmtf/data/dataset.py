@@ -309,7 +309,8 @@ def load(path: str, verify_checksums: bool = True) -> Dataset:
     for name in sorted(expected):
         a, e = arrays[name], expected[name]
         if list(a.shape) != list(e["shape"]) or str(a.dtype) != e["dtype"]:
-            _fail(name, f"shape/dtype {a.shape} {a.dtype} does not match the sidecar's {tuple(e['shape'])} {e['dtype']}")
+            _fail(name, f"shape/dtype {a.shape} {a.dtype} does not match the sidecar's "
+                        f"{tuple(e['shape'])} {e['dtype']}")
         if verify_checksums and _sha256(a) != e["sha256"]:
             _fail(name, f"checksum does not match the sidecar (file modified or corrupted): got "
                   f"{_sha256(a)[:12]}..., expected {e['sha256'][:12]}...")

@@ -44,9 +44,11 @@ def from_minari(path_or_id: str) -> Tuple[Dataset, Dict[str, Any]]:
     low = np.asarray(action_space.low, np.float64).reshape(-1)
     high = np.asarray(action_space.high, np.float64).reshape(-1)
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-        raise dataset_lib.DatasetError("dataset field 'actions': the Minari action space is unbounded; cannot rescale to [-1, 1]")
+        raise dataset_lib.DatasetError("dataset field 'actions': the Minari action space is unbounded; "
+                                       "cannot rescale to [-1, 1]")
 
-    fields = {k: [] for k in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "episode_ids")}
+    fields = {k: [] for k in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts",
+                              "episode_ids")}
     for episode in source.iterate_episodes():
         obs = np.asarray(episode.observations, np.float32).reshape(len(episode.observations), -1)
         steps = len(episode.actions)
@@ -59,7 +61,8 @@ def from_minari(path_or_id: str) -> Tuple[Dataset, Dict[str, Any]]:
         fields["timeouts"].append(np.asarray(episode.truncations, np.float32))
         fields["episode_ids"].append(np.full(steps, episode.id, np.int32))
     if not fields["rewards"]:
-        raise dataset_lib.DatasetError(f"dataset field 'observations': the Minari dataset {path_or_id!r} has no episodes")
+        raise dataset_lib.DatasetError(f"dataset field 'observations': the Minari dataset {path_or_id!r} "
+                                       "has no episodes")
     arrays = {k: np.concatenate(v) for k, v in fields.items()}
     # Float round-off of the rescale can leave |a| a hair above 1.
     arrays["actions"] = np.clip(arrays["actions"], -1.0, 1.0)

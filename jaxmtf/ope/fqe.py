@@ -118,7 +118,8 @@ def make_fqe(config, obs_dim: int, act_dim: int, num_actions: int = 0) -> FQE:
     def init(key):
         action = jnp.zeros((1,), jnp.int32) if num_actions else jnp.zeros((1, act_dim))
         critic = critic_net.init(key, jnp.zeros((1, obs_dim)), action)
-        return FQEState(critic=critic, critic_target=critic, critic_opt=optimizer.init(critic), step=jnp.zeros((), jnp.int32))
+        return FQEState(critic=critic, critic_target=critic, critic_opt=optimizer.init(critic),
+                        step=jnp.zeros((), jnp.int32))
 
     def update(state: FQEState, batch: FQEData, key, hparams):
         del key  # FQE is deterministic given the batch

@@ -74,7 +74,8 @@ def state_cells(key, observations, num_cells: int, num_components: int, max_fit_
     """[N] cell of every row: k-means on the principal components (fitted on at most `max_fit_rows` rows)."""
     k_rows, k_means = jax.random.split(key)
     n = observations.shape[0]
-    fit = observations if n <= max_fit_rows else observations[jax.random.choice(k_rows, n, (max_fit_rows,), replace=False)]
+    fit = (observations if n <= max_fit_rows
+           else observations[jax.random.choice(k_rows, n, (max_fit_rows,), replace=False)])
     mean, std, proj = principal_components(fit, num_components)
     seed = int(jax.random.randint(k_means, (), 0, 2**31 - 1))  # the config's seed, through the OPE key
     centres = kmeans(seed, ((fit - mean) / std) @ proj, num_cells)

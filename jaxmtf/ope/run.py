@@ -23,7 +23,8 @@ import numpy as np
 from absl import logging
 
 from jaxmtf import rundir, training
-from jaxmtf.ope import bootstrap, doubly_robust, fqe as fqe_lib, importance, marginal, scoring, targets
+from jaxmtf.ope import bootstrap, doubly_robust, importance, marginal, scoring, targets
+from jaxmtf.ope import fqe as fqe_lib
 from jaxmtf.ope.config import validate_ope_config
 from jaxmtf.ope.episodes import Episodes, episodes_from_dataset, gather, require_behaviour_log_prob
 from jaxmtf.types import Dataset
@@ -189,7 +190,9 @@ def ope_report(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
                 est, truths, [r["ci_low"] for r in chosen], [r["ci_high"] for r in chosen]
             )
             entry["selection"]["true_value_by_estimate"] = float(truths[names.index(entry["selection"]["by_estimate"])])
-            entry["selection"]["true_value_by_lower_bound"] = float(truths[names.index(entry["selection"]["by_lower_bound"])])
+            entry["selection"]["true_value_by_lower_bound"] = float(
+                truths[names.index(entry["selection"]["by_lower_bound"])]
+            )
             entry["selection"]["best_true_value"] = float(truths.max())
         report[name] = entry
     return report
@@ -232,8 +235,8 @@ def evaluate(config, dataset: Dataset, env_params, workdir: str) -> Dict[str, An
     episodes = episodes_from_dataset(dataset)
     groups = targets.load_policies(config.policies, env_params, config, dataset.obs_dim, dataset.act_dim,
                                    dataset.num_actions)
-    labels = [dict(l, stochastic=g.stochastic, **({"discrete": True} if dataset.is_discrete else {}))
-              for g in groups for l in g.labels]
+    labels = [dict(label, stochastic=g.stochastic, **({"discrete": True} if dataset.is_discrete else {}))
+              for g in groups for label in g.labels]
     has_is = dataset.behaviour_log_prob is not None
     if has_is:
         require_behaviour_log_prob(episodes, "importance sampling")
@@ -266,7 +269,8 @@ def evaluate(config, dataset: Dataset, env_params, workdir: str) -> Dict[str, An
 def _truth(groups, env_params, config, key) -> Optional[Dict[str, np.ndarray]]:
     if env_params is None or int(config.eval_users) <= 0:
         return None
-    per_group = [targets.true_values(g, env_params, key, int(config.eval_users), float(config.discount)) for g in groups]
+    per_group = [targets.true_values(g, env_params, key, int(config.eval_users), float(config.discount))
+                 for g in groups]
     return {k: np.concatenate([np.asarray(t[k]) for t in per_group]) for k in per_group[0]}
 
 

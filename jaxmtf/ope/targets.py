@@ -31,9 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmtf import evaluation
+from jaxmtf import evaluation, rundir, schema
 from jaxmtf import policy as policy_lib
-from jaxmtf import rundir, schema
 from jaxmtf.run_config import ConfigError
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import notification_policies, policies
@@ -79,15 +78,18 @@ def named_discrete_policy(name: str, env_params, num_actions: int) -> PolicyGrou
 def named_policy(name: str, env_params: Optional[sim_env.EnvParams], config, act_dim: int) -> PolicyGroup:
     if name == "random":
         # params unused by the uniform policy; one dummy row gives the group its axis
-        return PolicyGroup([{"policy": "random", "source": name}], policies.uniform_policy(act_dim), jnp.zeros((1,)), True)
+        return PolicyGroup([{"policy": "random", "source": name}], policies.uniform_policy(act_dim), jnp.zeros((1,)),
+                           True)
     if env_params is None:
-        raise PolicySpecError(f"policy '{name}': needs the simulator that logged the dataset, and the dataset records none")
+        raise PolicySpecError(f"policy '{name}': needs the simulator that logged the dataset, "
+                              "and the dataset records none")
     if name == "baseline":
         action = sim_env.baseline_action(env_params)[None]
         return PolicyGroup([{"policy": "baseline", "source": name}], FIXED, action, False)
     params = jax.tree.map(lambda x: jnp.asarray(x)[None], policies.default_switch_params(env_params))
     if name == "switch":
-        return PolicyGroup([{"policy": "switch", "source": name}], policies.bounce_switch_policy(env_params), params, False)
+        return PolicyGroup([{"policy": "switch", "source": name}], policies.bounce_switch_policy(env_params), params,
+                           False)
     if name == "noisy_switch":
         sigma = float(config.noisy_switch_sigma)
         noisy = policies.gaussian_policy(policies.bounce_switch_policy(env_params))
@@ -120,7 +122,8 @@ def static_policy(path: str, act_dim: int) -> PolicyGroup:
         raise PolicySpecError(f"policy '{path}': unreadable ({type(e).__name__}: {str(e).splitlines()[0]}), "
                               "expected a static_weights.json of launch.search_static") from None
     if not isinstance(record, dict) or "action" not in record:
-        raise PolicySpecError(f"policy '{path}': no 'action' field (expected a static_weights.json of launch.search_static)")
+        raise PolicySpecError(f"policy '{path}': no 'action' field "
+                              "(expected a static_weights.json of launch.search_static)")
     action = jnp.asarray(check_static_action(path, record["action"], act_dim))[None]
     label = {"policy": f"static:{os.path.basename(os.path.dirname(os.path.abspath(path)))}", "source": path}
     return PolicyGroup([label], FIXED, action, False)
@@ -145,7 +148,8 @@ def run_dir_policies(spec: str, obs_dim: int, act_dim: int, acting: Dict[str, po
     policy = acting.setdefault(os.path.abspath(workdir), policies.agent_policy(evaluation.agent_policy_fn(agent)))
     name = f"{os.path.basename(os.path.normpath(workdir))}@{step}"
     labels = [
-        {"policy": name, "source": workdir, "algo": config.algo, "checkpoint_step": step, "seed": s, "hparam_index": h, **label}
+        {"policy": name, "source": workdir, "algo": config.algo, "checkpoint_step": step, "seed": s, "hparam_index": h,
+         **label}
         for s in seeds for h, label in enumerate(settings)
     ]
     return PolicyGroup(labels, policy, params, False)
@@ -156,7 +160,8 @@ def load_policies(specs, env_params: Optional[sim_env.EnvParams], config, obs_di
     """The policies of every spec (see the module docstring), in groups that share their functions."""
     specs = [s.strip() for s in (specs.split(",") if isinstance(specs, str) else specs) if s.strip()]
     if not specs:
-        raise PolicySpecError("config field 'policies': empty; give run directories, static_weights.json files or names")
+        raise PolicySpecError("config field 'policies': empty; give run directories, static_weights.json files "
+                              "or names")
     groups, acting = [], {}
     for spec in specs:
         path = spec.partition("@")[0]
@@ -171,7 +176,8 @@ def load_policies(specs, env_params: Optional[sim_env.EnvParams], config, obs_di
         else:
             raise PolicySpecError(
                 f"config field 'policies': {spec!r} is neither a run directory of launch.train (with config.json), "
-                f"a static_weights.json file, nor a named policy ({', '.join(NAMED_DISCRETE if num_actions else NAMED)})"
+                "a static_weights.json file, nor a named policy "
+                f"({', '.join(NAMED_DISCRETE if num_actions else NAMED)})"
                 f"{schema.nearest(spec, NAMED_DISCRETE if num_actions else NAMED)}"
             )
     return merge_groups(groups)

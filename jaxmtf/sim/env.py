@@ -101,7 +101,8 @@ class EnvParams:
 
     # --- static structure ---
     task_names: Tuple[str, ...] = flax.struct.field(pytree_node=False, default=TASKS)
-    user_dim: int = flax.struct.field(pytree_node=False, default=8)  # latent dim D (>= K: u_k drives task k's propensity)
+    # latent dim D (>= K: u_k drives task k's propensity)
+    user_dim: int = flax.struct.field(pytree_node=False, default=8)
     num_candidates: int = flax.struct.field(pytree_node=False, default=50)  # N items per request
     slate_size: int = flax.struct.field(pytree_node=False, default=6)  # L shown (KuaiSim)
     max_steps: int = flax.struct.field(pytree_node=False, default=100)  # horizon (KuaiSim)

@@ -111,9 +111,9 @@ def linear_params(theta: Array, obs_mean: Array, obs_std: Array, act_dim: int) -
     pre-activation by about sigma, through W (standardised inputs: Var(W_i s) = |W_i|^2) as
     through b; the policy is still tanh(W s_norm + b).
     """
-    O = obs_mean.shape[0]
-    W = theta[:act_dim * O].reshape(act_dim, O) / math.sqrt(O)
-    return dict(W=W, b=theta[act_dim * O:], obs_mean=obs_mean, obs_std=obs_std)
+    obs_dim = obs_mean.shape[0]
+    W = theta[:act_dim * obs_dim].reshape(act_dim, obs_dim) / math.sqrt(obs_dim)
+    return dict(W=W, b=theta[act_dim * obs_dim:], obs_mean=obs_mean, obs_std=obs_std)
 
 
 def observation_stats(key: Array, env_params: sim_env.EnvParams, num_users: int, num_steps=None):
@@ -320,7 +320,7 @@ def oracle_chain(env_params: sim_env.EnvParams, key: Array, eval_key: Array, rou
     ``linear_params``), ``obs_mean``, ``obs_std`` [O].
     """
     log = log_fn or (lambda msg: None)
-    A, O = sim_env.act_dim(env_params), sim_env.obs_dim(env_params)
+    A, obs_dim = sim_env.act_dim(env_params), sim_env.obs_dim(env_params)
     baseline = sim_env.baseline_action(env_params)
     fixed = policies.fixed_policy()
     k_stats, k_cma = jax.random.split(key)
@@ -335,13 +335,13 @@ def oracle_chain(env_params: sim_env.EnvParams, key: Array, eval_key: Array, rou
     obs_mean, obs_std = observation_stats(k_stats, env_params, stats_users, num_steps)
     linear = linear_tanh_policy()
     linear_chain = projected_chain(linear, fixed)
-    n = linear_num_params(O, A)
+    n = linear_num_params(obs_dim, A)
     cma = cma_es(n, popsize, diagonal)
     to_params = jax.vmap(lambda th: linear_params(th, obs_mean, obs_std, A))
 
     tune_round = make_round_tuner(env_params, linear_chain, to_params, cma, baseline, half_width, train_users,
                                   generations, sigma0, num_steps)
-    thetas, hist = tune_rounds(tune_round, k_cma, baseline, O, rounds, log)
+    thetas, hist = tune_rounds(tune_round, k_cma, baseline, obs_dim, rounds, log)
 
     out = score_chains(env_params, eval_key, switch_chain, switch_targets, linear_chain, to_params(thetas),
                        baseline, rounds, half_width, eval_users, num_steps)

@@ -1,4 +1,5 @@
-"""Launch config: BatchRL-MTF (Zhang et al., KDD 2022, arXiv 2208.04560) as its paper configures it, a config of progressive training.
+"""Launch config: BatchRL-MTF (Zhang et al., KDD 2022, arXiv 2208.04560) as its paper configures it,
+a config of progressive training.
 
 The defaults live in the package (jaxmtf/configs/batchrl_mtf.py, one comment per field), so the library and
 notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field

@@ -1,6 +1,8 @@
-"""Launch config: Notification simulator, behaviour 'epsilon_greedy': the rule, or a uniform count with probability epsilon.
+"""Launch config: Notification simulator, behaviour 'epsilon_greedy': the rule, or a uniform count
+with probability epsilon.
 
-The defaults live in the package (jaxmtf/configs/collect/notifications_epsilon_greedy.py, one comment per field), so the library and
+The defaults live in the package (jaxmtf/configs/collect/notifications_epsilon_greedy.py, one comment per field),
+so the library and
 notebooks read the same ones after a plain `pip install`. Copy this file to change them, or override a field
 on the command line (--config.FIELD=VALUE).
 """
