@@ -32,10 +32,10 @@ import jax
 import numpy as np
 
 from jaxmtf import evaluation, pipeline, progressive, stats
+from jaxmtf.configs import batchrl_mtf, cql, integrated_rl, iql, search_static, td3_bc
 from jaxmtf.data import collect
 from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import envs, policies
-from jaxmtf.configs import batchrl_mtf, cql, integrated_rl, iql, search_static, td3_bc
 
 OFFLINE_CONFIGS = {"iql": iql, "td3_bc": td3_bc, "cql": cql}
 # The benchmark's sizes (benchmarks/README.md states the run's). The CEM: generations, population, elite,
