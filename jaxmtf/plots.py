@@ -91,6 +91,31 @@ def bars(ax, labels: Sequence[str], means: Sequence[float], halfwidths: Sequence
     ax.grid(axis="x", alpha=0.3)
 
 
+def paired_dots(ax, labels: Sequence[str], intervals: Sequence[Sequence[float]], xlabel: str,
+                limit: Optional[float] = None):
+    """One dot per label at its paired mean difference, with its [low, high] interval, and the zero line: a
+    difference read against zero, not bars against an axis that starts near the values. With `limit`, the
+    axis spans [-limit, limit] and a dot beyond it sits at the edge with its value written beside it (so a
+    collapse does not squash every other interval to a point)."""
+    y = np.arange(len(labels))
+    means = np.array([i[0] for i in intervals], float)
+    lows, highs = np.array([i[1] for i in intervals], float), np.array([i[2] for i in intervals], float)
+    ax.errorbar(means, y, xerr=[means - lows, highs - means], fmt="o", capsize=3)
+    ax.axvline(0.0, color="k", linewidth=1)
+    if limit is not None:
+        ax.set_xlim(-limit, limit)
+        for row, mean in zip(y, means):
+            if abs(mean) > limit:
+                edge = np.sign(mean) * limit
+                ax.plot([edge], [row], marker="<" if mean < 0 else ">", color="C3")
+                ax.annotate(f"{mean:+.1f}", (edge, row), xytext=(6 if mean < 0 else -30, -3),
+                            textcoords="offset points", fontsize=7, color="C3")
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+
+
 def facet_curves(table: pd.DataFrame, facet: str, group: str, ylabel: str, width: float = 4.5):
     """One panel per value of `facet` (e.g. dataset), one line with its CI band per `group` (e.g. variant)."""
     import matplotlib.pyplot as plt
