@@ -117,9 +117,11 @@ def _chain_rows(method, out, budget, gamma, reference, env_params, costs) -> Lis
     return rows
 
 
-# Trained one seed per program: IQL's chunk, vmapped over 5 seeds at width 64, never finishes on the XLA CPU
-# backend (jax 0.10.2): the main thread waits on the chunk's output buffer with every XLA thread idle; one or
-# two seeds run. Until that is found, its seeds run one after the other (the same updates, more wall time).
+# Trained one seed per program: on the XLA CPU backend (jax 0.10.2, 2 cores) IQL's initial run state for 3 or
+# more seeds never becomes ready (the host waits on a buffer, every XLA thread idle; benchmarks/iql_hang.py
+# reproduces it; one or two seeds run; the nets' inits alone do not hang). Until that is found, its seeds run
+# one after the other (the same updates, more wall time). Restoring a finished IQL seed's checkpoint here hung
+# too (in the checksum of the restored state), so the recorded IQL rows come from the runs that trained them.
 ONE_SEED_AT_A_TIME = ("iql",)
 
 
