@@ -38,6 +38,17 @@ class RestoredRun:
     seeds: List[int]
     settings: List[Dict[str, Any]]  # the sweep's labels, one per setting (H)
     record: Dict[str, Any]  # run_record.json ({} for runs that predate it)
+    finite: np.ndarray  # [S, H] bool: every float leaf of the run's state finite (a diverged run's is not)
+
+    def check_finite(self, where: str, seed: Optional[int] = None, setting: Optional[int] = None) -> None:
+        """Refuses (ConfigError) a run whose state holds a NaN or Inf: its actions would be too."""
+        bad = [(s, h) for i, s in enumerate(self.seeds) for h in range(len(self.settings))
+               if not self.finite[i, h] and seed in (None, s) and setting in (None, h)]
+        if bad:
+            runs = ", ".join(f"seed {s} setting {h}" for s, h in bad)
+            raise ConfigError(f"{where}: checkpoint {self.step} of '{self.workdir}' holds non-finite parameters "
+                              f"({runs}: a diverged run), expected finite ones; evaluate another checkpoint "
+                              "(RUN_DIR@STEP) or the other runs")
 
 
 def restore_run(workdir: str, obs_dim: int, act_dim: int, step: Optional[int] = None) -> RestoredRun:
@@ -65,8 +76,9 @@ def restore_run(workdir: str, obs_dim: int, act_dim: int, step: Optional[int] = 
         checkpointer.close()
     stats_path = os.path.join(workdir, training.NORMALIZATION_FILE)
     stats = rundir.read_json(stats_path) if os.path.exists(stats_path) else None
+    finite = np.asarray(jax.vmap(jax.vmap(training.all_finite))(state.agent.replace(step=None)))
     return RestoredRun(workdir, config, common.with_obs_normalization(agent, stats), state.agent, int(step), seeds,
-                       settings, record)
+                       settings, record, finite)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +114,7 @@ def load(workdir: str, seed: int = 0, setting: int = 0, step: Optional[int] = No
     if not 0 <= setting < len(run.settings):
         raise ConfigError(f"policy.load setting: got {setting}, expected 0..{len(run.settings) - 1} (the sweep's "
                           f"settings: {run.settings})")
+    run.check_finite("policy.load", seed, setting)
     index = run.seeds.index(seed)
     state = jax.tree.map(lambda x: x[index, setting], run.states.replace(step=None)).replace(step=run.states.step)
     label = {"workdir": workdir, "algo": run.config.algo, "checkpoint_step": run.step, "seed": seed,

@@ -1,6 +1,9 @@
 """jaxmtf.policy: a trained run's policy loaded by seed and setting, exported through jax.export and back, and
 its fusion weights in the simulator's terms."""
+import os
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import small_config
@@ -74,3 +77,30 @@ def test_bad_requests_are_named(trained):
         policy.load(workdir, setting=2)
     with pytest.raises(ConfigError, match=r"trained with obs_dim"):
         policy.restore_run(workdir, 3, 2)
+
+
+def test_a_diverged_run_is_refused_naming_it(trained, tmp_path):
+    """A checkpoint whose seed-1 parameters hold NaN (a diverged run): loading that seed, or evaluating the run
+    in OPE, is refused naming the run; seed 0 still loads."""
+    import shutil
+
+    from jaxmtf import checkpoint
+    from jaxmtf.ope import targets
+
+    workdir, _, data = trained
+    copy = str(tmp_path / "run")
+    shutil.copytree(workdir, copy)
+    run = policy.restore_run(copy, data.obs_dim, data.act_dim)
+    like = training.initial_run_state(run.agent, run.seeds, len(run.settings), None, None)
+    ckpt = checkpoint.Checkpointer(os.path.join(copy, "checkpoints"))
+    _, state = ckpt.restore_for_evaluation(like)
+    nan_seed_1 = jax.tree.map(lambda x: x.at[1].set(np.nan) if jnp.issubdtype(x.dtype, jnp.inexact) else x,
+                              state.agent.replace(step=None)).replace(step=state.agent.step)
+    ckpt.save(40, state.replace(agent=nan_seed_1), {})
+    ckpt.close()
+    with pytest.raises(ConfigError, match=r"checkpoint 40 of .* non-finite parameters \(seed 1 setting 0\b"):
+        policy.load(copy, seed=1)
+    assert policy.load(copy, seed=0).label["checkpoint_step"] == 40
+    with pytest.raises(targets.PolicySpecError, match=r"policy '.*run': checkpoint 40 .*seed 1 setting 0, seed 1 "
+                                                      r"setting 1: a diverged run"):
+        targets.load_policies(copy, None, None, data.obs_dim, data.act_dim)

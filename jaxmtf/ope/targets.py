@@ -142,6 +142,10 @@ def run_dir_policies(spec: str, obs_dim: int, act_dim: int, acting: Dict[str, po
         run = policy_lib.restore_run(workdir, obs_dim, act_dim, int(step) if step else None)
     except ConfigError as refused:  # another simulator's run, or not a run directory: named as a policy spec
         raise PolicySpecError(f"policy '{spec}': {refused}") from None
+    try:
+        run.check_finite(f"policy '{spec}'")
+    except ConfigError as refused:
+        raise PolicySpecError(str(refused)) from None
     config, agent, step, seeds, settings = run.config, run.agent, run.step, run.seeds, run.settings
     flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), run.states.replace(step=None))
     params = flat.replace(step=jnp.full((len(seeds) * len(settings),), run.states.step))  # acting ignores it
