@@ -197,3 +197,20 @@ def test_sweep_refusals(row, tmp_path, caplog):
                                       for k, v in row.changes.items()})
     workdir = str(tmp_path / "sweep")
     _assert_refused(lambda: sweep.run_sweep(config, workdir), (sweep.SweepFailed,), row.needles, tmp_path, caplog)
+
+
+def test_launchers_hide_library_info_lines_but_not_warnings():
+    """orbax's INFO lines and jax's "Unable to initialize backend 'tpu'" line are dropped; warnings and the
+    project's own lines pass."""
+    import logging
+
+    from launch.logs import _DropLibraryInfo
+
+    def passes(path, level, msg):
+        return _DropLibraryInfo().filter(logging.LogRecord("x", level, path, 1, msg, (), None))
+
+    assert not passes("/site/jax/_src/xla_bridge.py", logging.INFO, "Unable to initialize backend '%s': %s")
+    assert not passes("/site/orbax/checkpoint/checkpoint_manager.py", logging.INFO, "Saving checkpoint")
+    assert passes("/site/orbax/checkpoint/checkpoint_manager.py", logging.WARNING, "a warning")
+    assert passes("/site/jax/_src/xla_bridge.py", logging.INFO, "another line")
+    assert passes("/repo/jaxmtf/training.py", logging.INFO, "update 10/20")
