@@ -1,11 +1,12 @@
 """What the launchers run, importable from a notebook: load a dataset, train from a config, search
 the static weights. (The demo, which strings these together, is jaxmtf/demo.py.)"""
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import jax
+import numpy as np
 from absl import logging
 
-from jaxmtf import evaluation, training
+from jaxmtf import evaluation, rundir, stats, training
 from jaxmtf.data import collect, synthetic
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.data.minari_import import from_minari  # imports minari (optional) only when called
@@ -112,3 +113,35 @@ def search_static(config) -> Dict[str, Any]:
         "history": {k: jax.device_get(v).tolist() for k, v in history.items() if k != "heldout_key"},
         "env_params": collect.env_params_to_dict(env_params),
     }
+
+
+def closing_lines(summary: Dict[str, Any], workdir: str, metric: str = "undiscounted_return") -> List[str]:
+    """The end of a training run, one line per setting: the final evaluation's mean over seeds with its
+    Student-t 95% CI, the best evaluation's mean (and its update), and the diverged runs."""
+    records = rundir.read_run_records(workdir, rundir.EVAL_FILE)
+    diverged, labels = {}, {}
+    for entry in summary.get("diverged_at_step", []):  # one per run: its labels (seed, setting, swept values)
+        setting = entry["hparam_index"]
+        diverged[setting] = diverged.get(setting, 0) + (entry["diverged_at_step"] is not None)
+        labels[setting] = ", ".join(f"{k}={v}" for k, v in sorted(entry.items())
+                                    if k not in ("seed", "hparam_index", "diverged_at_step"))
+    lines = [f"finished at update {summary['step']}; {metric} per setting, mean ± 95% CI (Student-t over seeds):"]
+    for setting in sorted({r.get("hparam_index", 0) for r in records} | set(diverged)):
+        rows = [r for r in records if r.get("hparam_index", 0) == setting and r.get(metric) is not None]
+        label = labels.get(setting, "")
+        by_step = {}
+        for r in rows:
+            by_step.setdefault(r["step"], []).append(float(r[metric]))
+        if not by_step:
+            lines.append(f"  setting {setting}{f' ({label})' if label else ''}: no evaluation logged; "
+                         f"{diverged.get(setting, 0)} diverged runs")
+            continue
+        last = np.asarray(by_step[max(by_step)])
+        best_step = max(by_step, key=lambda k: np.mean(by_step[k]))
+        half = stats.ci95_halfwidth(last.std(ddof=1), last.size, over="seeds") if last.size > 1 else float("nan")
+        interval = f" ± {half:.2f}" if np.isfinite(half) else " (one seed: no interval)"
+        lines.append(f"  setting {setting}{f' ({label})' if label else ''}: final {last.mean():.2f}{interval} "
+                     f"at update {max(by_step)}, best {np.mean(by_step[best_step]):.2f} at update {best_step}, "
+                     f"{diverged.get(setting, 0)} diverged of {last.size + diverged.get(setting, 0)} runs")
+    return lines
+

@@ -20,7 +20,9 @@ _CONFIG, _WORKDIR = common.define_config_and_workdir("Training config file.",
 
 def train() -> None:
     summary = pipeline.train_from_config(_CONFIG.value, _WORKDIR.value)
-    logging.info("finished at update %d; run directory %s", summary["step"], _WORKDIR.value)
+    for line in pipeline.closing_lines(summary, _WORKDIR.value):
+        logging.info("%s", line)
+    logging.info("run directory %s", _WORKDIR.value)
 
 
 def main(argv):
