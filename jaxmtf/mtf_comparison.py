@@ -181,22 +181,13 @@ def _listed(sizes, name: str, budget: int) -> bool:
     return budget in [int(b) for b in sizes.get(name, [budget])]
 
 
-def _release_programs() -> None:
-    """Drops every compiled program before the next chain. Why: XLA's CPU backend maps each compiled kernel's
-    code into its own memory regions and keeps them while jit caches hold the executable; over a whole
-    experiment in one process that reached Linux's 65,530-mapping limit (vm.max_map_count) and the next compile
-    died with "LLVM compilation error: Cannot allocate memory" (the N = 16,000 segfault). A chain's programs are
-    not reused by the next chain (other shapes or configs), so releasing them costs nothing."""
-    progressive.release_programs()
-
-
 def budget_rows(budget: int, workdir: str, sizes, reference, env_params, costs) -> List[Dict[str, Any]]:
     """Every learned row at one budget (chains run or resumed under `workdir`); sets reference["batchrl_mtf"]
     and appends the collectors' exploration costs to `costs`."""
     rounds, first_gamma = int(sizes["rounds"]), float(sizes["gammas"][0])
     brl = progressive.run_progressive(sized(batchrl_mtf.get_config(), sizes, 1, budget),
                                       os.path.join(workdir, "batchrl"))
-    _release_programs()
+    progressive.release_programs()
     reference["batchrl_mtf"] = np.asarray(brl["rounds"][0]["trained"]["undiscounted_return"], np.float64)
     rows = _chain_rows("batchrl_mtf", brl, budget, 0.95, reference, env_params, costs)
     gammas = sizes["gammas"] if _listed(sizes, "gamma_budgets", budget) else sizes["gammas"][:1]
@@ -205,7 +196,7 @@ def budget_rows(budget: int, workdir: str, sizes, reference, env_params, costs) 
             config = sized(integrated_rl.get_config(), sizes, chain_rounds, budget)
             config.agent.num_critics, config.agent.discount = int(sizes["num_critics"]), gamma
             out = progressive.run_progressive(config, os.path.join(workdir, f"{method.replace(':', '_')}_g{gamma}"))
-            _release_programs()
+            progressive.release_programs()
             rows += _chain_rows(method, out, budget, gamma, reference, env_params, costs)
     chain = os.path.join(workdir, f"integrated_rl_g{first_gamma}")
     for name in sizes["offline"] if _listed(sizes, "offline_budgets", budget) else ():
@@ -213,7 +204,7 @@ def budget_rows(budget: int, workdir: str, sizes, reference, env_params, costs) 
         config.agent.discount = first_gamma
         values = offline_on_chain_data(config, chain, os.path.join(workdir, name), env_params,
                                        int(sizes["eval_users"]), rounds)
-        _release_programs()
+        progressive.release_programs()
         rows.append(row(name, budget, rounds, rounds, first_gamma, values, reference, env_params))
     for variant in sizes["ablations"] if budget == int(sizes["ablation_budget"]) else ():
         config = sized(integrated_rl.get_config(variant), sizes, rounds, budget)
@@ -221,7 +212,7 @@ def budget_rows(budget: int, workdir: str, sizes, reference, env_params, costs) 
         if variant not in ("small_ensemble", "earlier"):  # those two set the ensemble size themselves
             config.agent.num_critics = int(sizes["num_critics"])
         out = progressive.run_progressive(config, os.path.join(workdir, f"ablation_{variant}"))
-        _release_programs()
+        progressive.release_programs()
         rows += _chain_rows(f"integrated_rl:{variant}", out, budget, first_gamma, reference, env_params, costs)
     return rows
 

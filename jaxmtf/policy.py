@@ -38,6 +38,8 @@ class RestoredRun:
     seeds: List[int]
     settings: List[Dict[str, Any]]  # the sweep's labels, one per setting (H)
     record: Dict[str, Any]  # run_record.json ({} for runs that predate it)
+    obs_dim: int
+    act_dim: int
     finite: np.ndarray  # [S, H] bool: every float leaf of the run's state finite (a diverged run's is not)
 
     def check_finite(self, where: str, seed: Optional[int] = None, setting: Optional[int] = None) -> None:
@@ -51,24 +53,30 @@ class RestoredRun:
                               "(RUN_DIR@STEP) or the other runs")
 
 
-def restore_run(workdir: str, obs_dim: int, act_dim: int, step: Optional[int] = None) -> RestoredRun:
+def restore_run(workdir: str, obs_dim: Optional[int] = None, act_dim: Optional[int] = None,
+                step: Optional[int] = None) -> RestoredRun:
     """Restores `workdir`'s newest (or `step`) checkpoint, checksum-verified, into the agent its config
-    builds for (obs_dim, act_dim); a run recorded with other dims is refused (ConfigError) before anything
-    is built."""
+    builds for (obs_dim, act_dim), which default to the run record's; a run recorded with other dims is
+    refused (ConfigError) before anything is built."""
     saved = rundir.load_config_json(workdir)
     if saved is None:
         raise ConfigError(f"run directory '{workdir}': no {rundir.CONFIG_FILE}, expected a launch.train run directory")
     config = ml_collections.ConfigDict(saved)
     record_path = os.path.join(workdir, training.RECORD_FILE)
     record = rundir.read_json(record_path) if os.path.exists(record_path) else {}
+    obs_dim, act_dim = obs_dim or record.get("obs_dim"), act_dim or record.get("act_dim")
+    if obs_dim is None or act_dim is None:
+        raise ConfigError(f"run directory '{workdir}': its record gives no obs_dim / act_dim; pass them")
     for field, want in (("obs_dim", obs_dim), ("act_dim", act_dim)):
         if field in record and record[field] != want:
             raise ConfigError(f"run directory '{workdir}': trained with {field} {record[field]}, expected {want} "
                               "(a run of another simulator or action space)")
-    agent = make_agent(config, obs_dim, act_dim)
+    agent = make_agent(config, int(obs_dim), int(act_dim))
     seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
     _, settings = hparam_grid(agent.default_hparams, config.get("sweep", ""))
-    like = training.initial_run_state(agent, seeds, len(settings), None, None)
+    # Only the state's structure, shapes and dtypes are needed to restore into: abstract values, so no
+    # initialisation runs (as progressive.restore_final does).
+    like = jax.eval_shape(lambda: training.init_run_state(agent, seeds, len(settings)))
     checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
         step, state = checkpointer.restore_for_evaluation(like, step)
@@ -78,7 +86,7 @@ def restore_run(workdir: str, obs_dim: int, act_dim: int, step: Optional[int] = 
     stats = rundir.read_json(stats_path) if os.path.exists(stats_path) else None
     finite = np.asarray(jax.vmap(jax.vmap(training.all_finite))(state.agent.replace(step=None)))
     return RestoredRun(workdir, config, common.with_obs_normalization(agent, stats), state.agent, int(step), seeds,
-                       settings, record, finite)
+                       settings, record, int(obs_dim), int(act_dim), finite)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,12 +111,7 @@ def load(workdir: str, seed: int = 0, setting: int = 0, step: Optional[int] = No
          obs_dim: Optional[int] = None, act_dim: Optional[int] = None) -> Policy:
     """The policy of run (`seed`, `setting`) of a launch.train run directory, at its newest or `step`
     checkpoint. obs_dim / act_dim default to the run record's."""
-    record_path = os.path.join(workdir, training.RECORD_FILE)
-    record = rundir.read_json(record_path) if os.path.exists(record_path) else {}
-    obs_dim, act_dim = obs_dim or record.get("obs_dim"), act_dim or record.get("act_dim")
-    if obs_dim is None or act_dim is None:
-        raise ConfigError(f"run directory '{workdir}': its record gives no obs_dim / act_dim; pass them")
-    run = restore_run(workdir, int(obs_dim), int(act_dim), step)
+    run = restore_run(workdir, obs_dim, act_dim, step)
     if seed not in run.seeds:
         raise ConfigError(f"policy.load seed: got {seed}, expected one of the run's seeds {run.seeds}")
     if not 0 <= setting < len(run.settings):
@@ -119,7 +122,7 @@ def load(workdir: str, seed: int = 0, setting: int = 0, step: Optional[int] = No
     state = jax.tree.map(lambda x: x[index, setting], run.states.replace(step=None)).replace(step=run.states.step)
     label = {"workdir": workdir, "algo": run.config.algo, "checkpoint_step": run.step, "seed": seed,
              "setting": setting, **run.settings[setting]}
-    return Policy(run.agent, state, int(obs_dim), int(act_dim), label)
+    return Policy(run.agent, state, run.obs_dim, run.act_dim, label)
 
 
 # ----------------------------------------------------------------- export

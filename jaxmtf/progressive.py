@@ -122,9 +122,12 @@ _PROGRAMS: Dict[Any, Any] = {}
 
 
 def release_programs() -> None:
-    """Forgets every compiled program of this process (this module's and jax's caches): a long experiment
-    calls it between chains, since XLA's CPU code stays mapped while a program is cached (see
-    mtf_comparison._release_programs)."""
+    """Forgets every compiled program of this process (this module's and jax's caches). A long experiment
+    calls it between chains: XLA's CPU backend maps each compiled kernel's code into memory regions of its
+    own and keeps them while a cache holds the program; over a whole experiment in one process that reached
+    Linux's 65,530-mapping limit (vm.max_map_count) and the next compile died with "LLVM compilation error:
+    Cannot allocate memory" (the N = 16,000 segfault of benchmarks/mtf_progressive.py). A chain's programs
+    are not reused by the next chain (other shapes or configs), so releasing them costs nothing there."""
     _PROGRAMS.clear()
     jax.clear_caches()
 
