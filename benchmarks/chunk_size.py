@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import throughput  # noqa: E402  (benchmarks/: launch config, chunk timing, matmul peak, machine)
 
-from jaxmtf import training  # noqa: E402
+from jaxmtf.core import training  # noqa: E402
 from jaxmtf.data import one_step_dataset  # noqa: E402
 
 ALGO = "td3_bc"

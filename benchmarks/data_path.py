@@ -19,10 +19,13 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxmtf import run_config, training  # noqa: E402
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.configs import td3_bc  # noqa: E402
 from jaxmtf.configs.collect import mixed  # noqa: E402
+from jaxmtf.core import (
+    run_config,
+    training,  # noqa: E402
+)
 from jaxmtf.data import dataset as dataset_lib  # noqa: E402
 from jaxmtf.data.collect import collect  # noqa: E402
 

@@ -32,10 +32,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxmtf import pipeline, rundir  # noqa: E402
 from jaxmtf.configs import ope as ope_config  # noqa: E402
 from jaxmtf.configs.collect import notifications_epsilon_greedy, notifications_softmax  # noqa: E402
 from jaxmtf.data import collect  # noqa: E402
+from jaxmtf.runs import rundir  # noqa: E402
+from jaxmtf.workflows import pipeline
 
 AGENTS = ("dqn", "double_dqn", "cql_dqn", "bcq_discrete")
 BEHAVIOURS = {"epsilon_greedy": notifications_epsilon_greedy, "softmax": notifications_softmax}

@@ -10,9 +10,9 @@ import time
 
 import jax
 
-from jaxmtf import training
 from jaxmtf.agents import make_agent
 from jaxmtf.configs import iql
+from jaxmtf.core import training
 
 
 def main(num_seeds: int, width: int = 64) -> None:

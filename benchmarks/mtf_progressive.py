@@ -2,7 +2,7 @@
 
     python benchmarks/mtf_progressive.py --workdir=runs/mtf_progressive --out=benchmarks/results/mtf_progressive.json
 
-The rows, their intervals and the default sizes are jaxmtf/mtf_comparison.py's (SIZES); a flag given here
+The rows, their intervals and the default sizes are jaxmtf/workflows/mtf_comparison.py's (SIZES); a flag given here
 overrides one size. Everything is resumable: re-running the command skips finished chains (each a
 progressive run directory), so a run cut off by the session's end continues where it stopped.
 """
@@ -17,7 +17,7 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxmtf import mtf_comparison  # noqa: E402
+from jaxmtf.workflows import mtf_comparison  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/mtf_progressive", "Where the chains go (resumed if present).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/mtf_progressive.json", "Results JSON.")

@@ -26,11 +26,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.quality import collect_dataset  # noqa: E402
-from jaxmtf import pipeline, rundir  # noqa: E402
 from jaxmtf.configs import ope as ope_config  # noqa: E402
 from jaxmtf.configs import search_static as static_config  # noqa: E402
 from jaxmtf.data import dataset as dataset_lib  # noqa: E402
 from jaxmtf.ope import scoring  # noqa: E402
+from jaxmtf.runs import rundir  # noqa: E402
+from jaxmtf.workflows import pipeline
 
 TRAINED = ("td3_bc", "bcq", "cql")
 METRICS = ("relative_error", "spearman", "regret@1", "regret@3", "coverage")

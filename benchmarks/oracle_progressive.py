@@ -1,4 +1,4 @@
-"""The reachable-headroom curve: oracle progressive chains around the baseline (jaxmtf/sim/oracle.py).
+"""The reachable-headroom curve: oracle progressive chains around the baseline (jaxmtf/sim/mtf/oracle.py).
 
     python benchmarks/oracle_progressive.py --out=benchmarks/results/oracle_progressive_cpu.json
 
@@ -24,8 +24,8 @@ from scipy import stats as scipy_stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxmtf.sim import env as sim_env  # noqa: E402
-from jaxmtf.sim import oracle  # noqa: E402
+from jaxmtf.sim.mtf import env as sim_env  # noqa: E402
+from jaxmtf.sim.mtf import oracle  # noqa: E402
 
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Progressive rounds R.")
 _HALF_WIDTH = flags.DEFINE_float("half_width", 0.15, "Half-width w of the trusted box around the previous policy.")

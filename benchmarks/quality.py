@@ -26,12 +26,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxmtf import evaluation, pipeline  # noqa: E402
 from jaxmtf.configs.collect import base as collect_base  # noqa: E402
+from jaxmtf.core import evaluation
 from jaxmtf.data import collect  # noqa: E402
-from jaxmtf.sim import env as sim_env  # noqa: E402
 from jaxmtf.sim import policies  # noqa: E402
+from jaxmtf.sim.mtf import env as sim_env  # noqa: E402
+from jaxmtf.sim.mtf import policies as mtf_policies
 from jaxmtf.stats import ci95_label, mean_ci95  # noqa: E402
+from jaxmtf.workflows import pipeline  # noqa: E402
 
 # Per-algorithm cuts for a CPU run (the references' values are far costlier on a CPU).
 CPU_CUTS = {
@@ -97,8 +99,8 @@ def main():
     uniform = policies.uniform_policy(sim_env.act_dim(env_params))
     reference = {
         "random": evaluation.evaluate_policy(key, env_params, uniform.apply, None, args.eval_users),
-        "expert": evaluation.evaluate_policy(key, env_params, policies.bounce_switch_policy(env_params).apply,
-                                             policies.default_switch_params(env_params), args.eval_users),
+        "expert": evaluation.evaluate_policy(key, env_params, mtf_policies.bounce_switch_policy(env_params).apply,
+                                             mtf_policies.default_switch_params(env_params), args.eval_users),
         "baseline": evaluation.evaluate_policy(key, env_params, fixed_apply, sim_env.baseline_action(env_params),
                                                args.eval_users),
     }

@@ -16,8 +16,9 @@ import time
 import jax
 import numpy as np
 
-from jaxmtf.sim import env as E
 from jaxmtf.sim import policies as P
+from jaxmtf.sim.mtf import env as E
+from jaxmtf.sim.mtf import policies as mtf_policies
 from jaxmtf.sim.rollout import evaluate, rollout
 from jaxmtf.stats import ci95_label, paired_difference
 
@@ -38,12 +39,12 @@ def bench(fn, num_users, steps, reps):
 
 def sequential(gens=10, pop=64, elite=8, users=500, eval_users=8000):
     """Strong CEM for the best static vector vs the hand-written switch rule, paired users."""
-    from jaxmtf.sim.static_search import search_static_weights
+    from jaxmtf.sim.mtf.static_search import search_static_weights
     params = E.EnvParams()
     fixed = P.fixed_policy().apply
     extra = jax.numpy.stack([E.baseline_action(params), E.click_greedy_action(params),
-                             E.satisfaction_action(params), jax.numpy.asarray(P.PRONE_ACTION),
-                             jax.numpy.asarray(P.AVERSE_ACTION)])
+                             E.satisfaction_action(params), jax.numpy.asarray(mtf_policies.PRONE_ACTION),
+                             jax.numpy.asarray(mtf_policies.AVERSE_ACTION)])
     t0 = time.perf_counter()
     best, hist = search_static_weights(jax.random.PRNGKey(0), params, num_generations=gens, population=pop,
                                        num_elite=elite, num_users=users, num_heldout_users=4000,
@@ -54,8 +55,9 @@ def sequential(gens=10, pop=64, elite=8, users=500, eval_users=8000):
     print("  best static action:", np.round(np.asarray(best), 3), f"held-out {float(hist['best_score']):.1f}")
     key = jax.random.PRNGKey(2024)
     static = np.asarray(evaluate(key, params, fixed, best, eval_users)["undiscounted"], np.float64)
-    sw = P.bounce_switch_policy(params)
-    adapt = np.asarray(evaluate(key, params, sw.apply, P.default_switch_params(params), eval_users)["undiscounted"],
+    sw = mtf_policies.bounce_switch_policy(params)
+    switch_params = mtf_policies.default_switch_params(params)
+    adapt = np.asarray(evaluate(key, params, sw.apply, switch_params, eval_users)["undiscounted"],
                        np.float64)
     diff, half = paired_difference(adapt, static)  # over the paired users: the normal interval
     print(f"fresh paired users ({eval_users}): static {static.mean():.1f}, switch {adapt.mean():.1f}, "

@@ -33,8 +33,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from timing import best_rate  # noqa: E402
 
-from jaxmtf import run_config, training  # noqa: E402
 from jaxmtf.agents import make_agent  # noqa: E402
+from jaxmtf.core import (
+    run_config,
+    training,  # noqa: E402
+)
 from jaxmtf.data import one_step_dataset  # noqa: E402
 
 PEER_ALGOS = ("td3_bc", "cql", "bcq")

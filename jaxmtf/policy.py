@@ -20,11 +20,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxmtf import checkpoint as checkpoint_lib
-from jaxmtf import rundir, training
 from jaxmtf.agents import common, make_agent
-from jaxmtf.run_config import ConfigError, hparam_grid
-from jaxmtf.sim import env as sim_env
+from jaxmtf.core import training
+from jaxmtf.core.run_config import ConfigError, hparam_grid
+from jaxmtf.runs import checkpoint as checkpoint_lib
+from jaxmtf.runs import rundir
+from jaxmtf.sim.mtf import env as sim_env
 
 
 @dataclasses.dataclass(frozen=True)

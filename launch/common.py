@@ -16,7 +16,8 @@ from typing import Callable, List, Tuple
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxmtf import pipeline, training
+from jaxmtf.core import training
+from jaxmtf.workflows import pipeline
 from launch import logs
 
 

@@ -11,7 +11,7 @@ the learned seeds from the behaviour policy and from the best static weights.
 from absl import flags
 from ml_collections import config_flags
 
-from jaxmtf import demo
+from jaxmtf.workflows import demo
 from launch import common, logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/demo.py", "Demo config file.", lock_config=True)

@@ -7,9 +7,9 @@ Writes ope.jsonl, ope_report.json and the FQE run directory fqe/ into --workdir.
 """
 from absl import logging
 
-from jaxmtf import pipeline
 from jaxmtf.ope.episodes import OPEDataError
 from jaxmtf.ope.targets import PolicySpecError
+from jaxmtf.workflows import pipeline
 from launch import common
 
 _CONFIG, _WORKDIR = common.define_config_and_workdir("OPE config file.",

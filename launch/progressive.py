@@ -4,11 +4,11 @@
     python -m launch.progressive --config=launch/configs/batchrl_mtf.py --workdir=runs/batchrl_mtf
 
 Re-running the same command on the same workdir resumes where it stopped
-(mid-round included). The run directory: see jaxmtf/progressive.py.
+(mid-round included). The run directory: see jaxmtf/workflows/progressive.py.
 """
 from absl import logging
 
-from jaxmtf import progressive
+from jaxmtf.workflows import progressive
 from launch import common
 
 _CONFIG, _WORKDIR = common.define_config_and_workdir("Progressive training config file.",

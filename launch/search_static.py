@@ -10,7 +10,8 @@ import os
 from absl import flags, logging
 from ml_collections import config_flags
 
-from jaxmtf import pipeline, rundir
+from jaxmtf.runs import rundir
+from jaxmtf.workflows import pipeline
 from launch import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Search config file.", lock_config=True)

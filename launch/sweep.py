@@ -11,7 +11,7 @@ was refused (its message is in the log and in sweep.json).
 """
 from absl import logging
 
-from jaxmtf import sweep
+from jaxmtf.workflows import sweep
 from launch import common
 
 _CONFIG, _WORKDIR = common.define_config_and_workdir("Sweep config file (launch/configs/sweeps/).",

@@ -11,7 +11,7 @@ summary.json into --workdir. Multi-host: see launch/distributed.py.
 """
 from absl import logging
 
-from jaxmtf import pipeline
+from jaxmtf.workflows import pipeline
 from launch import common, distributed
 
 _CONFIG, _WORKDIR = common.define_config_and_workdir("Training config file.",

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import registered_algorithms, small_config
 
-from jaxmtf import training
 from jaxmtf.agents import ALGORITHMS, is_discrete, make_agent, transition_fields
+from jaxmtf.core import training
 
 # Sample counts cut for CI speed (the references' values are the configs' defaults).
 FAST = {

@@ -1,12 +1,13 @@
-"""jaxmtf.analysis reads run directories (the study notebooks: tests/test_notebooks.py)."""
+"""jaxmtf.reporting.analysis reads run directories (the study notebooks: tests/test_notebooks.py)."""
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import small_config
 
-from jaxmtf import analysis, pipeline
 from jaxmtf.configs.collect import base
 from jaxmtf.data import collect
+from jaxmtf.reporting import analysis
+from jaxmtf.workflows import pipeline
 
 
 @pytest.fixture(scope="module")

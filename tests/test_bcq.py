@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import networks, training
-from jaxmtf.agents import bcq, common, make_agent
+from jaxmtf.agents import bcq, common, make_agent, networks
+from jaxmtf.core import training
 from jaxmtf.data import one_step_dataset
 from jaxmtf.data.synthetic import optimal_action
 from jaxmtf.types import Transition

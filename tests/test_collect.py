@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import data, evaluation, online, training
+from jaxmtf import data
 from jaxmtf.agents import make_agent
 from jaxmtf.configs.collect import base
+from jaxmtf.core import evaluation, online, training
 from jaxmtf.data import collect
-from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies
+from jaxmtf.sim.mtf import env as sim_env
 from jaxmtf.sim.rollout import rollout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from jaxmtf.configs.collect import base
+from jaxmtf.core.run_config import ConfigError
 from jaxmtf.data import collect
-from jaxmtf.run_config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

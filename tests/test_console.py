@@ -2,7 +2,9 @@
 import json
 import os
 
-from jaxmtf import pipeline, rundir, training
+from jaxmtf.core import training
+from jaxmtf.runs import rundir
+from jaxmtf.workflows import pipeline
 
 
 def test_eval_line_counts_runs_and_diverged_ones():

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from conftest import CompiledAgent, small_config
 
-from jaxmtf import networks
-from jaxmtf.agents import cql, sac
+from jaxmtf.agents import cql, networks, sac
 from jaxmtf.configs import cql as cql_config
 from jaxmtf.data.synthetic import one_step_dataset, optimal_action
 

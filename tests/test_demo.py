@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 
-from jaxmtf import demo
 from jaxmtf.configs import demo as demo_config
+from jaxmtf.workflows import demo
 
 
 def test_demo_writes_the_results_table(tmp_path):

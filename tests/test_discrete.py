@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import data, training
+from jaxmtf import data
 from jaxmtf.agents import bcq_discrete, cql_dqn, dqn, make_agent
+from jaxmtf.core import training
+from jaxmtf.core.run_config import ConfigError, check_action_space
 from jaxmtf.data import DatasetError
 from jaxmtf.data.synthetic import optimal_discrete_action
-from jaxmtf.run_config import ConfigError, check_action_space
 
 
 def _discrete_arrays(n=10, num_actions=3):

@@ -125,7 +125,7 @@ def test_without_box_and_disagreement_the_earlier_actor_loss_is_td3_bc():
 def test_dataset_without_a_centre_is_refused_unless_the_config_asks_for_the_logged_action(tiny_dataset):
     from jaxmtf import agents
     from jaxmtf.configs import integrated_rl
-    from jaxmtf.run_config import ConfigError
+    from jaxmtf.core.run_config import ConfigError
 
     config = integrated_rl.get_config()
     config.agent.reward_groups = ()

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from jaxmtf import mtf_comparison, stats
+from jaxmtf import stats
+from jaxmtf.workflows import mtf_comparison
 
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
 

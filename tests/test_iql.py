@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from conftest import CompiledAgent, small_config
 
-from jaxmtf import networks
-from jaxmtf.agents import iql, make_agent
+from jaxmtf.agents import iql, make_agent, networks
 from jaxmtf.configs import iql as iql_config
 from jaxmtf.data.synthetic import one_step_dataset, optimal_action
 from jaxmtf.types import Transition

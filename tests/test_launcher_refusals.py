@@ -8,13 +8,13 @@ from typing import Callable, NamedTuple, Tuple
 import ml_collections
 import pytest
 
-from jaxmtf import pipeline, progressive, sweep
 from jaxmtf.configs import integrated_rl
 from jaxmtf.configs import ope as ope_config
 from jaxmtf.configs.collect import base as collect_base
 from jaxmtf.data import collect
 from jaxmtf.ope.episodes import OPEDataError
 from jaxmtf.ope.targets import PolicySpecError
+from jaxmtf.workflows import pipeline, progressive, sweep
 from launch import common
 
 

@@ -56,7 +56,7 @@ def test_from_minari_rejects_discrete_actions(tmp_path, monkeypatch):
 
 
 def test_train_launcher_spec_reads_minari(pendulum_dataset):
-    from jaxmtf import pipeline
+    from jaxmtf.workflows import pipeline
 
     dataset = pipeline.load_dataset(f"minari:{pendulum_dataset}")
     assert dataset.size == 60 and dataset.act_dim == 1

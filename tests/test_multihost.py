@@ -10,7 +10,7 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from jaxmtf import rundir
+from jaxmtf.runs import rundir
 from launch import distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

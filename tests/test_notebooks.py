@@ -6,7 +6,7 @@ import os
 import nbformat
 import pytest
 
-from jaxmtf import notebooks
+from jaxmtf.reporting import notebooks
 
 NOTEBOOKS = sorted(glob.glob(os.path.join(notebooks.ROOT, "notebooks", "0*.ipynb")))
 NAMES = [os.path.basename(p) for p in NOTEBOOKS]
@@ -29,7 +29,7 @@ def test_the_five_study_notebooks_exist():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
 def test_committed_copy_holds_full_scale_outputs(path):
     notebook = nbformat.read(path, as_version=4)
-    assert "SCALE = full" in printed(notebook), f"{path}: not executed at full scale (run jaxmtf.notebooks --inplace)"
+    assert "SCALE = full" in printed(notebook), f"{path}: not executed at full scale"
     assert figures(notebook) >= 1, f"{path}: no figure in the committed outputs"
     assert not any(o.get("output_type") == "error" for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert "FINDINGS_" not in "".join(c.source for c in notebook.cells), f"{path}: findings not written"

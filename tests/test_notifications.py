@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import data, evaluation, pipeline
+from jaxmtf import data
+from jaxmtf.core import evaluation
 from jaxmtf.data import collect
-from jaxmtf.sim import envs
-from jaxmtf.sim import notification_policies as NP
-from jaxmtf.sim import notifications as N
+from jaxmtf.sim import registry
+from jaxmtf.sim.notifications import env as N
+from jaxmtf.sim.notifications import policies as NP
 from jaxmtf.sim.rollout import evaluate
+from jaxmtf.workflows import pipeline
 
 PARAMS = N.default_params()
 STATIC, RULE = NP.static_policy(), NP.rule_policy()  # one object each: one compilation each
@@ -29,7 +31,7 @@ def test_reset_and_step_follow_gymnax_and_vmap():
     assert obs2.shape == obs.shape and reward.shape == done.shape == (8,)
     assert info["task_responses"].shape == (8, len(N.TASKS))
     np.testing.assert_allclose(state2.fatigue, actions)  # f' = decay * 0 + n received
-    assert envs.of(PARAMS).name == "notifications" and envs.of(PARAMS).num_actions(PARAMS) == 5
+    assert registry.of(PARAMS).name == "notifications" and registry.of(PARAMS).num_actions(PARAMS) == 5
 
 
 def test_notifications_stop_working_once_disabled():

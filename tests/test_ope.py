@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxmtf import training
+from jaxmtf.core import training
 from jaxmtf.data import one_step_dataset
 from jaxmtf.data.synthetic import optimal_action
 from jaxmtf.ope import bootstrap, doubly_robust, importance, marginal, scoring
@@ -313,8 +313,8 @@ def test_fqe_target_by_hand():
 ])
 def test_bad_ope_config_is_named(field, value, message):
     from jaxmtf.configs import ope as ope_config
+    from jaxmtf.core.run_config import ConfigError
     from jaxmtf.ope.config import validate_ope_config
-    from jaxmtf.run_config import ConfigError
 
     config = ope_config.get_config()
     parent, _, name = field.rpartition(".")

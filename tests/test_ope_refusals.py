@@ -6,10 +6,10 @@ import os
 import ml_collections
 import pytest
 
-from jaxmtf import training
+from jaxmtf.core import training
 from jaxmtf.ope import targets
 from jaxmtf.ope.targets import PolicySpecError
-from jaxmtf.sim import env as sim_env
+from jaxmtf.sim.mtf import env as sim_env
 
 ENV = sim_env.default_params()
 OBS, ACT = sim_env.obs_dim(ENV), sim_env.act_dim(ENV)

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import pipeline, rundir, training
 from jaxmtf.configs import ope as ope_config
 from jaxmtf.configs.collect import base as collect_base
+from jaxmtf.core import training
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.ope import run as ope_run
 from jaxmtf.ope.targets import PolicySpecError, load_policies
-from jaxmtf.sim import env as sim_env
+from jaxmtf.runs import rundir
+from jaxmtf.sim.mtf import env as sim_env
+from jaxmtf.workflows import pipeline
 
 ESTIMATORS = {"fqe", "tis", "pdis", "wis", "wpdis", "mis", "dr", "wdr"}
 

@@ -1,12 +1,13 @@
-"""The oracle progressive chains (jaxmtf.sim.oracle): projection, chain reach, CMA-ES, a tiny run."""
+"""The oracle progressive chains (jaxmtf.sim.mtf.oracle): projection, chain reach, CMA-ES, a tiny run."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmtf.sim import env as E
-from jaxmtf.sim import oracle
 from jaxmtf.sim import policies as P
+from jaxmtf.sim.mtf import env as E
+from jaxmtf.sim.mtf import oracle
+from jaxmtf.sim.mtf import policies as mtf_policies
 
 W = 0.15
 
@@ -35,8 +36,8 @@ def test_box_projection_by_hand():
 def test_chain_of_one_equals_box_projected():
     """projected_chain at round 1 is box_projected around the base; at round 0 the base."""
     ep = E.default_params()
-    rule, fixed = P.bounce_switch_policy(ep), P.fixed_policy()
-    sp, base = P.default_switch_params(ep), E.baseline_action(ep)
+    rule, fixed = mtf_policies.bounce_switch_policy(ep), P.fixed_policy()
+    sp, base = mtf_policies.default_switch_params(ep), E.baseline_action(ep)
     chain = oracle.projected_chain(rule, fixed)
     one = oracle.box_projected(rule, fixed)
     obs = jax.random.uniform(jax.random.PRNGKey(1), (E.obs_dim(ep),))
@@ -52,7 +53,8 @@ def test_chain_of_one_equals_box_projected():
 @pytest.mark.parametrize("rounds", [1, 2, 5])
 def test_switch_chain_moves_at_most_rounds_times_w(rounds):
     ep = E.default_params()
-    rule, sp, base = P.bounce_switch_policy(ep), P.default_switch_params(ep), E.baseline_action(ep)
+    rule, sp = mtf_policies.bounce_switch_policy(ep), mtf_policies.default_switch_params(ep)
+    base = E.baseline_action(ep)
     chain = oracle.projected_chain(rule, P.fixed_policy())
     params = dict(base=base, targets=oracle.stack_rounds([sp] * 5), rounds=jnp.int32(rounds),
                   half_width=jnp.float32(W))

@@ -58,7 +58,7 @@ def test_an_installed_copy_runs_a_sweep_outside_the_checkout(tmp_path):
         assert jaxmtf.__file__.startswith({str(site)!r}), jaxmtf.__file__
         assert importlib.util.find_spec("launch") is None, "the checkout's launch/ is importable"
         import ml_collections
-        from jaxmtf import sweep
+        from jaxmtf.workflows import sweep
         from jaxmtf.configs import integrated_rl, td3_bc
         assert td3_bc.get_config().agent.alpha == 2.5 and integrated_rl.get_config().agent.discount == 0.9
         config = ml_collections.ConfigDict(dict(

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmtf.sim import env as E
 from jaxmtf.sim import policies as P
+from jaxmtf.sim.mtf import env as E
 
 A = 3
 N = 40_000

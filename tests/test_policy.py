@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import policy, training
+from jaxmtf import policy
 from jaxmtf.configs.collect import base as collect_base
+from jaxmtf.core import training
+from jaxmtf.core.run_config import ConfigError
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
-from jaxmtf.run_config import ConfigError
-from jaxmtf.sim import env as sim_env
+from jaxmtf.sim.mtf import env as sim_env
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,8 @@ def test_a_diverged_run_is_refused_naming_it(trained, tmp_path):
     in OPE, is refused naming the run; seed 0 still loads."""
     import shutil
 
-    from jaxmtf import checkpoint
     from jaxmtf.ope import targets
+    from jaxmtf.runs import checkpoint
 
     workdir, _, data = trained
     copy = str(tmp_path / "run")

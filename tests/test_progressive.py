@@ -5,9 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmtf import progressive, rundir
 from jaxmtf.configs import batchrl_mtf, integrated_rl
-from jaxmtf.run_config import ConfigError
+from jaxmtf.core.run_config import ConfigError
+from jaxmtf.runs import rundir
+from jaxmtf.workflows import progressive
 
 
 def tiny_config(**progressive_fields):
@@ -114,8 +115,8 @@ def test_a_chain_keeps_a_record_and_refuses_another_config_before_writing(tmp_pa
 
 
 def test_warm_start_copies_the_deployed_actor_and_keeps_fresh_critics():
-    from jaxmtf import training
     from jaxmtf.agents import make_agent
+    from jaxmtf.core import training
 
     config = tiny_config()
     config.agent.reward_groups = ()

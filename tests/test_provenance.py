@@ -8,7 +8,8 @@ import jax
 import pytest
 from conftest import small_config
 
-from jaxmtf import checkpoint, provenance, training
+from jaxmtf.core import training
+from jaxmtf.runs import checkpoint, provenance
 
 
 def test_provenance_block_by_hand_checks():

@@ -18,12 +18,15 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import analysis, checkpoint, evaluation, pipeline, rundir, training, workdir_lock
+from jaxmtf.core import evaluation, training
+from jaxmtf.core.evaluation import EvaluationError
+from jaxmtf.core.run_config import ConfigError
 from jaxmtf.data import DatasetError, discrete_one_step_dataset, from_arrays, load, one_step_dataset, save
-from jaxmtf.evaluation import EvaluationError
-from jaxmtf.run_config import ConfigError
-from jaxmtf.sim import env as sim_env
+from jaxmtf.reporting import analysis
+from jaxmtf.runs import checkpoint, rundir, workdir_lock
+from jaxmtf.sim.mtf import env as sim_env
 from jaxmtf.types import to_numpy
+from jaxmtf.workflows import pipeline
 
 TINY = one_step_dataset(num_transitions=256, obs_dim=3, act_dim=2, seed=0)
 DISCRETE = discrete_one_step_dataset(num_transitions=64, obs_dim=3, num_actions=3, seed=0)

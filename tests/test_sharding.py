@@ -11,7 +11,7 @@ SCRIPT = textwrap.dedent(
     import sys, jax, numpy as np
     sys.path.insert(0, "tests")
     from conftest import small_config
-    from jaxmtf import training
+    from jaxmtf.core import training
     from jaxmtf.data import one_step_dataset
 
     assert jax.local_device_count() == 4, jax.devices()

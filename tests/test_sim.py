@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmtf.sim import env as E
 from jaxmtf.sim import policies as P
+from jaxmtf.sim.mtf import env as E
 from jaxmtf.sim.rollout import evaluate, flatten_valid, returns, rollout
 
 PARAMS = E.EnvParams()
@@ -144,7 +144,7 @@ def test_user_model_mechanics():
 
 
 def test_static_search_uses_common_random_numbers():
-    from jaxmtf.sim.static_search import cem_generation, score_actions
+    from jaxmtf.sim.mtf.static_search import cem_generation, score_actions
     a, b = E.baseline_action(PARAMS), E.click_greedy_action(PARAMS)
     s = np.asarray(score_actions(jax.random.PRNGKey(0), PARAMS, jnp.stack([a, b, a]), 64, 15))
     assert s.shape == (3, 64)

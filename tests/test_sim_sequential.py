@@ -8,10 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmtf.sim import env as E
 from jaxmtf.sim import policies as P
+from jaxmtf.sim.mtf import env as E
+from jaxmtf.sim.mtf import policies as mtf_policies
+from jaxmtf.sim.mtf.static_search import search_static_weights
 from jaxmtf.sim.rollout import evaluate
-from jaxmtf.sim.static_search import search_static_weights
 
 PARAMS = E.EnvParams()
 FIXED = P.fixed_policy().apply
@@ -37,14 +38,14 @@ MARGIN = 0.05  # the state-dependent policy beats the best static vector by at l
 
 def test_best_static_weights_lose_to_state_dependent_policy():
     extra = jnp.stack([E.baseline_action(PARAMS), E.click_greedy_action(PARAMS), E.satisfaction_action(PARAMS),
-                       jnp.asarray(P.PRONE_ACTION), jnp.asarray(P.AVERSE_ACTION)])
+                       jnp.asarray(mtf_policies.PRONE_ACTION), jnp.asarray(mtf_policies.AVERSE_ACTION)])
     best, hist = search_static_weights(jax.random.PRNGKey(0), PARAMS, num_generations=5, population=32,
                                        num_elite=6, num_users=400, num_heldout_users=2000,
                                        extra_finalists=extra)
     key = jax.random.PRNGKey(12345)  # fresh users: neither the search nor the rule saw them
     static = evaluate(key, PARAMS, FIXED, best, 4000)["undiscounted"]
-    switch = P.bounce_switch_policy(PARAMS)
-    adaptive = evaluate(key, PARAMS, switch.apply, P.default_switch_params(PARAMS), 4000)["undiscounted"]
+    switch = mtf_policies.bounce_switch_policy(PARAMS)
+    adaptive = evaluate(key, PARAMS, switch.apply, mtf_policies.default_switch_params(PARAMS), 4000)["undiscounted"]
     d, se = _paired(adaptive, static)
     rel = d / float(np.mean(static))
     print(f"static {np.mean(static):.1f} adaptive {np.mean(adaptive):.1f} diff {d:.1f} +- {1.96 * se:.1f} ({rel:.1%})")

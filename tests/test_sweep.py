@@ -8,8 +8,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxmtf import analysis, rundir, sweep
-from jaxmtf.run_config import ConfigError
+from jaxmtf.core.run_config import ConfigError
+from jaxmtf.reporting import analysis
+from jaxmtf.runs import rundir
+from jaxmtf.workflows import sweep
 
 
 def tiny_sweep(**overrides):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import training
 from jaxmtf.agents import common, make_agent, td3, td3_bc
+from jaxmtf.core import training
 from jaxmtf.data import one_step_dataset
 from jaxmtf.data.synthetic import optimal_action
 from jaxmtf.types import Transition

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf import checkpoint, run_config, rundir, training
 from jaxmtf.agents import make_agent
+from jaxmtf.core import run_config, training
+from jaxmtf.runs import checkpoint, rundir
 
 
 def _leaves(tree):

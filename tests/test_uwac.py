@@ -9,10 +9,11 @@ import optax
 import pytest
 from conftest import small_config
 
-from jaxmtf import checkpoint, networks, training
-from jaxmtf.agents import make_agent, uwac
+from jaxmtf.agents import make_agent, networks, uwac
+from jaxmtf.core import training
 from jaxmtf.data import one_step_dataset
 from jaxmtf.data.synthetic import optimal_action
+from jaxmtf.runs import checkpoint
 from jaxmtf.types import Transition
 
 

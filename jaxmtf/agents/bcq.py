@@ -43,8 +43,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtf import networks, schema
-from jaxmtf.agents import common
+from jaxmtf import schema
+from jaxmtf.agents import common, networks
 
 HPARAMS = ("discount", "tau", "lmbda", "phi")
 # The agent config's fields, checked by the driver before anything is built.

@@ -28,8 +28,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxmtf import networks, schema
-from jaxmtf.agents import dqn
+from jaxmtf import schema
+from jaxmtf.agents import dqn, networks
 
 DISCRETE = True
 HPARAMS = ("discount", "threshold", "beta")

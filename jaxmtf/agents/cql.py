@@ -52,8 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmtf import networks, schema
-from jaxmtf.agents import common, sac
+from jaxmtf import schema
+from jaxmtf.agents import common, networks, sac
 
 HPARAMS = ("discount", "tau", "min_q_weight")
 LAGRANGE_HPARAMS = ("lagrange_threshold",)  # sweepable only when with_lagrange is on

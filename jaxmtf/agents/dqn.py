@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtf import networks, schema
-from jaxmtf.agents import common
+from jaxmtf import schema
+from jaxmtf.agents import common, networks
 
 DISCRETE = True  # trains on datasets of integer actions; act_dim is the number of actions
 HPARAMS = ("discount",)

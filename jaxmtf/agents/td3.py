@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtf import networks, schema
-from jaxmtf.agents import common
+from jaxmtf import schema
+from jaxmtf.agents import common, networks
 
 HPARAMS = ("discount", "tau", "policy_noise", "noise_clip")
 # The agent config's fields (DDPG's too), checked by the driver before anything is built.

@@ -55,8 +55,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtf import networks, schema
-from jaxmtf.agents import common
+from jaxmtf import schema
+from jaxmtf.agents import common, networks
 
 HPARAMS = ("discount", "tau", "beta", "target_mmd_thresh")
 

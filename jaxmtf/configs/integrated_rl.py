@@ -20,7 +20,7 @@ import ml_collections
 
 from jaxmtf.configs import td3
 
-# The default simulator's reward weights (sim.env.EnvParams.reward_weights) split into the paper's two
+# The default simulator's reward weights (sim.mtf.env.EnvParams.reward_weights) split into the paper's two
 # critic groups: watch time (the long view) and the other behaviours (click, like, comment, follow, forward).
 TWO_GROUPS = ((0.0, 1.0, 0.0, 0.0, 0.0, 0.0), (1.0, 0.0, 2.0, 3.0, 5.0, 3.0))
 
@@ -86,7 +86,7 @@ def apply_variant(config, variant: str):
 
 
 def progressive_config(exploration: str) -> ml_collections.ConfigDict:
-    """The fields of jaxmtf.progressive: rounds, collection, warm start and evaluation."""
+    """The fields of jaxmtf.workflows.progressive: rounds, collection, warm start and evaluation."""
     p = ml_collections.ConfigDict()
     p.rounds = 5  # rounds of collect, train, evaluate, redeploy (the paper's 5)
     p.budget_sessions = 10_000  # sessions collected per seed over ALL rounds; each round collects budget / rounds

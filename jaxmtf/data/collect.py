@@ -16,7 +16,7 @@ Pipelines (config.pipeline):
 
 With `config.simulator = "notifications"` (the discrete notification
 simulator, `sim.notifications`) the behaviour policies are discrete, around
-its hand-written rule (`sim.notification_policies`), and the datasets have
+its hand-written rule (`sim.notifications.policies`), and the datasets have
 integer actions and `num_actions` in the sidecar:
 
 - `random`: every count equally likely.
@@ -37,12 +37,15 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmtf import evaluation, online, schema
+from jaxmtf import schema
 from jaxmtf.agents import make_agent
+from jaxmtf.core import evaluation, online
+from jaxmtf.core.run_config import ConfigError
 from jaxmtf.data import dataset as dataset_lib
-from jaxmtf.run_config import ConfigError
-from jaxmtf.sim import env as sim_env
-from jaxmtf.sim import envs, notification_policies, policies
+from jaxmtf.sim import policies, registry
+from jaxmtf.sim.mtf import env as sim_env
+from jaxmtf.sim.mtf import policies as mtf_policies
+from jaxmtf.sim.notifications import policies as notification_policies
 from jaxmtf.sim.rollout import flatten_valid, rollout
 from jaxmtf.types import Dataset
 
@@ -60,7 +63,7 @@ ONLINE_ALGOS = ("td3", "ddpg")  # the online behavioural agents (jaxmtf/configs 
 # jaxmtf/configs/collect/base.py's fields, checked before anything is simulated or written.
 CONFIG_FIELDS = {
     "pipeline": schema.string(),  # against the simulator's pipelines below
-    "simulator": schema.choice(tuple(envs.ENVIRONMENTS)),
+    "simulator": schema.choice(tuple(registry.ENVIRONMENTS)),
     "seed": schema.integer(0),
     "num_users": schema.integer(1),
     "env": schema.Field(lambda v: hasattr(v, "keys"), "a mapping of simulator parameter overrides", False),
@@ -158,8 +161,8 @@ def env_params_to_dict(params) -> Dict[str, Any]:
 
 
 def env_params_from_dict(values: Dict[str, Any], simulator: str = "mtf"):
-    """Inverse of env_params_to_dict for the named simulator (`sim.envs`); unknown fields fail with their name."""
-    params_type = envs.named(simulator).params_type
+    """Inverse of env_params_to_dict for the named simulator (`sim.registry`); unknown fields fail with their name."""
+    params_type = registry.named(simulator).params_type
     known = {f.name: f for f in dataclasses.fields(params_type)}
     kwargs = {}
     for name, value in values.items():
@@ -176,7 +179,7 @@ def env_params_from_config(config):
     """Simulator parameters of `config.simulator` (default "mtf"): the defaults overridden by `config.env`."""
     simulator = config.get("simulator", "mtf")
     overrides = dict(config.get("env", {}) or {})
-    defaults = env_params_to_dict(envs.named(simulator).default_params())
+    defaults = env_params_to_dict(registry.named(simulator).default_params())
     return env_params_from_dict({**defaults, **overrides}, simulator)
 
 
@@ -193,7 +196,7 @@ def simulator_of_provenance(provenance: Dict[str, Any]):
 def expert_policy(config, env_params: sim_env.EnvParams, key) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
     """(policy, params, description) of the configured expert."""
     if config.expert == "switch":
-        return (policies.bounce_switch_policy(env_params), policies.default_switch_params(env_params),
+        return (mtf_policies.bounce_switch_policy(env_params), mtf_policies.default_switch_params(env_params),
                 {"expert": "switch"})
     if config.expert == "online":
         run = train_online(config, env_params, key)
@@ -222,7 +225,7 @@ def notification_behaviour(config, env_params) -> Tuple[policies.Policy, Any, Di
 
 def behaviour(config, env_params, key) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
     """(policy, params, description) of the behaviour policy of a non-online pipeline."""
-    if envs.of(env_params).name == "notifications":
+    if registry.of(env_params).name == "notifications":
         return notification_behaviour(config, env_params)
     A = sim_env.act_dim(env_params)
     sigma = jnp.float32(config.noise_sigma)
@@ -303,7 +306,7 @@ def collect(config) -> Tuple[Dataset, Dict[str, Any]]:
 
 def _collect_checked(config) -> Tuple[Dataset, Dict[str, Any]]:
     """`collect` of a config that validate_config has accepted."""
-    env = envs.named(config.get("simulator", "mtf"))
+    env = registry.named(config.get("simulator", "mtf"))
     env_params = env_params_from_config(config)
     key = jax.random.PRNGKey(config.seed)
     k_behaviour, k_collect, k_value = jax.random.split(key, 3)

@@ -5,7 +5,7 @@ with one line naming the field, the value and what was expected, and an
 unknown field with the nearest known names.
 """
 from jaxmtf import schema
-from jaxmtf.run_config import ConfigError, check_chunk_multiples
+from jaxmtf.core.run_config import ConfigError, check_chunk_multiples
 
 OPE_FIELDS = {
     "dataset": schema.string(),

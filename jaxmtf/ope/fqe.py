@@ -49,8 +49,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtf import networks
-from jaxmtf.agents import common
+from jaxmtf.agents import common, networks
 from jaxmtf.agents.dqn import q_at
 
 

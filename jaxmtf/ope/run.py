@@ -22,11 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmtf import rundir, training
+from jaxmtf.core import training
 from jaxmtf.ope import bootstrap, doubly_robust, importance, marginal, scoring, targets
 from jaxmtf.ope import fqe as fqe_lib
 from jaxmtf.ope.config import validate_ope_config
 from jaxmtf.ope.episodes import Episodes, episodes_from_dataset, gather, require_behaviour_log_prob
+from jaxmtf.runs import rundir
 from jaxmtf.types import Dataset
 
 IS_ESTIMATORS = tuple(importance.ESTIMATORS) + ("mis",)

@@ -10,7 +10,7 @@ A policy spec (the launcher's `--config.policies`, comma-separated) is one of:
   the box), `switch` (the hand-written state-dependent rule), `noisy_switch`
   (a truncated Gaussian around it, std `noisy_switch_sigma`); on a
   notification dataset `random` (every count alike) and `rule` (its
-  hand-written rule, `sim.notification_policies`).
+  hand-written rule, `sim.notifications.policies`).
 
 A `PolicyGroup` is a `sim.policies.Policy` with its params stacked over the
 group's policies (a run directory is one group of S x H agents), so every
@@ -31,11 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmtf import evaluation, rundir, schema
 from jaxmtf import policy as policy_lib
-from jaxmtf.run_config import ConfigError
-from jaxmtf.sim import env as sim_env
-from jaxmtf.sim import notification_policies, policies
+from jaxmtf import schema
+from jaxmtf.core import evaluation
+from jaxmtf.core.run_config import ConfigError
+from jaxmtf.runs import rundir
+from jaxmtf.sim import policies
+from jaxmtf.sim.mtf import env as sim_env
+from jaxmtf.sim.mtf import policies as mtf_policies
+from jaxmtf.sim.notifications import policies as notification_policies
 from jaxmtf.sim.rollout import evaluate as rollout_returns
 from jaxmtf.stats import normal_halfwidth
 
@@ -86,13 +90,13 @@ def named_policy(name: str, env_params: Optional[sim_env.EnvParams], config, act
     if name == "baseline":
         action = sim_env.baseline_action(env_params)[None]
         return PolicyGroup([{"policy": "baseline", "source": name}], FIXED, action, False)
-    params = jax.tree.map(lambda x: jnp.asarray(x)[None], policies.default_switch_params(env_params))
+    params = jax.tree.map(lambda x: jnp.asarray(x)[None], mtf_policies.default_switch_params(env_params))
     if name == "switch":
-        return PolicyGroup([{"policy": "switch", "source": name}], policies.bounce_switch_policy(env_params), params,
-                           False)
+        switch = mtf_policies.bounce_switch_policy(env_params)
+        return PolicyGroup([{"policy": "switch", "source": name}], switch, params, False)
     if name == "noisy_switch":
         sigma = float(config.noisy_switch_sigma)
-        noisy = policies.gaussian_policy(policies.bounce_switch_policy(env_params))
+        noisy = policies.gaussian_policy(mtf_policies.bounce_switch_policy(env_params))
         label = {"policy": f"noisy_switch(sigma={sigma:g})", "source": name}
         return PolicyGroup([label], noisy, {"base": params, "sigma": jnp.full((1,), sigma, jnp.float32)}, True)
     raise PolicySpecError(f"policy '{name}': unknown name (known: {', '.join(NAMED)}){schema.nearest(name, NAMED)}")

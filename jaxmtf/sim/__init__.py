@@ -1,5 +1,5 @@
 """The simulators (MTF sessions; notification days, discrete), rollouts, behaviour policies, static search."""
-from jaxmtf.sim.env import (
+from jaxmtf.sim.mtf.env import (
     KUAIRAND_RATES,
     TASKS,
     EnvParams,
@@ -16,18 +16,17 @@ from jaxmtf.sim.env import (
     satisfaction_action,
     step,
 )
-from jaxmtf.sim.envs import ENVIRONMENTS, Environment
+from jaxmtf.sim.mtf.policies import bounce_switch_policy, default_switch_params
+from jaxmtf.sim.mtf.static_search import score_actions, search_static_weights
 from jaxmtf.sim.policies import (
     Policy,
     agent_policy,
     batchrl_mixture,
-    bounce_switch_policy,
     box_policy,
-    default_switch_params,
     fixed_policy,
     gaussian_policy,
     mixture_policy,
     uniform_policy,
 )
+from jaxmtf.sim.registry import ENVIRONMENTS, Environment
 from jaxmtf.sim.rollout import Trajectory, evaluate, flatten_valid, returns, rollout
-from jaxmtf.sim.static_search import score_actions, search_static_weights

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmtf.sim import envs
+from jaxmtf.sim import registry
 
 Array = jax.Array
 
@@ -49,7 +49,7 @@ def _user_keys(key: Array, num_users: int, block: int):
 
 def _run_block(user_keys, env_params, policy_fn, policy_params, T, log_prob_fn, lean, discount, centre_fn=None):
     """One block of users, vmapped, scanned over T requests."""
-    env = envs.of(env_params)
+    env = registry.of(env_params)
 
     def reset_one(k):
         return env.reset(jax.random.fold_in(k, 0), env_params)

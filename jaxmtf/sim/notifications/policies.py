@@ -11,7 +11,7 @@ policies of the collection pipelines.
 import jax
 import jax.numpy as jnp
 
-from jaxmtf.sim import notifications as sim_notif
+from jaxmtf.sim.notifications import env as sim_notif
 from jaxmtf.sim.policies import Policy, _nan_log_prob, epsilon_greedy
 
 Array = jax.Array

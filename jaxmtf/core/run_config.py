@@ -46,7 +46,7 @@ DRIVER_FIELDS = {
     "seed_group_size": schema.optional(schema.integer(0)),
     "sweep": schema.Field(_sweep_like, "a string 'name=v1,v2;other=v3' or a mapping name -> values", False),
     "force_new_run": schema.boolean(required=False),
-    # Progressive training's rounds (IntegratedRL-MTF configs); jaxmtf.progressive checks its fields.
+    # Progressive training's rounds (IntegratedRL-MTF configs); jaxmtf.workflows.progressive checks its fields.
     "progressive": schema.Field(lambda v: hasattr(v, "items"), "a ConfigDict of progressive training's fields", False),
 }
 

@@ -19,11 +19,14 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxmtf import evaluation, pipeline, rundir
+from jaxmtf.core import evaluation
 from jaxmtf.data import collect
-from jaxmtf.sim import env as sim_env
+from jaxmtf.runs import rundir
 from jaxmtf.sim import policies
+from jaxmtf.sim.mtf import env as sim_env
+from jaxmtf.sim.mtf import policies as mtf_policies
 from jaxmtf.stats import ci95_label, mean_ci95, paired_difference
+from jaxmtf.workflows import pipeline
 
 BASELINE_ROW = "production baseline weights"
 # The search's winner: at least the baseline on the search's held-out users,
@@ -99,8 +102,8 @@ def _score_policies(config, key, collect_config, env_params, static) -> List[Row
         (f"behaviour ({collect_config.pipeline}, logged the data)", behaviour_policy.apply, behaviour_params),
         (BASELINE_ROW, fixed, sim_env.baseline_action(env_params)),
         (STATIC_ROW, fixed, np.asarray(static["action"], np.float32)),
-        ("hand-written state-dependent (switch)", policies.bounce_switch_policy(env_params).apply,
-         policies.default_switch_params(env_params)),
+        ("hand-written state-dependent (switch)", mtf_policies.bounce_switch_policy(env_params).apply,
+         mtf_policies.default_switch_params(env_params)),
     ]
     return [
         (name, *evaluation.evaluate_policy_per_user(key, env_params, policy, params, config.eval_users,

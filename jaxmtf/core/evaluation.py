@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxmtf import schema
 from jaxmtf.agents import common
-from jaxmtf.sim import envs
+from jaxmtf.sim import registry
 from jaxmtf.sim.rollout import Trajectory, returns, rollout
 from jaxmtf.stats import normal_halfwidth
 
@@ -46,7 +46,7 @@ def check_eval_inputs(num_users, discount) -> None:
 def check_policy(env_params, policy_fn, policy_params) -> None:
     """policy_fn(params, obs [obs_dim], key) -> action [act_dim] floats (a discrete simulator: one integer),
     checked by tracing its shapes only."""
-    env = envs.of(env_params)
+    env = registry.of(env_params)
     discrete = env.num_actions(env_params) > 0
     want = f"a callable policy(params, obs [obs_dim], key) -> {'an integer action' if discrete else 'action [act_dim]'}"
     if not callable(policy_fn):
@@ -88,7 +88,7 @@ def _summarise(traj: Trajectory, per_user: Dict[str, jax.Array], env_params) -> 
             normal_halfwidth(jnp.std(x, ddof=1), num_users)  # over users: normal
         )
     # Per-task positive rate per item shown: responses / (valid steps x slate size; x 1 for a day's decision).
-    items_shown = jnp.sum(traj.valid) * envs.of(env_params).items_per_step(env_params)
+    items_shown = jnp.sum(traj.valid) * registry.of(env_params).items_per_step(env_params)
     totals = jnp.sum(traj.task_responses, axis=(0, 1))
     for k, task in enumerate(env_params.task_names):
         out[f"rate_{task}"] = totals[k] / items_shown

@@ -1,4 +1,4 @@
-"""The notebooks' figures, from jaxmtf.analysis frames (matplotlib only; every function draws on given axes).
+"""The notebooks' figures, from jaxmtf.reporting.analysis frames (matplotlib only; every function draws on given axes).
 
     fig, ax = plt.subplots(); plots.intervals(ax, analysis.interval_table(matrices), "IQM")
 """
@@ -137,7 +137,7 @@ def overestimation_grid(table: pd.DataFrame, size: float = 2.6):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import SymmetricalLogLocator
 
-    from jaxmtf.analysis import natural_key
+    from jaxmtf.reporting.analysis import natural_key
 
     datasets, variants = sorted(table["dataset"].unique()), sorted(table["variant"].unique(), key=natural_key)
     fig, axes = plt.subplots(len(datasets), len(variants), figsize=(size * len(variants), size * len(datasets)),

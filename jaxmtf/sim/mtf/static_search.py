@@ -12,7 +12,7 @@ from typing import Dict, Tuple
 import jax
 import jax.numpy as jnp
 
-from jaxmtf.sim import env as sim_env
+from jaxmtf.sim.mtf import env as sim_env
 from jaxmtf.sim.rollout import evaluate
 
 Array = jax.Array

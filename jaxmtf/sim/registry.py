@@ -5,15 +5,15 @@ An `Environment` bundles a simulator module's gymnax functions and sizes.
 holds env params (a rollout, an evaluator, a sidecar's record) reaches the
 right simulator without a flag; `named(name)` from a config or a sidecar.
 
-- "mtf": the multi-task fusion session simulator (`sim.env`), continuous
+- "mtf": the multi-task fusion session simulator (`sim.mtf.env`), continuous
   fusion vectors [act_dim] in [-1, 1], a slate of `slate_size` items a step.
-- "notifications": the notification-volume simulator (`sim.notifications`),
+- "notifications": the notification-volume simulator (`sim.notifications.env`),
   a discrete count in [0, num_actions) a day.
 """
 from typing import Callable, NamedTuple
 
-from jaxmtf.sim import env as sim_env
-from jaxmtf.sim import notifications as sim_notif
+from jaxmtf.sim.mtf import env as sim_env
+from jaxmtf.sim.notifications import env as sim_notif
 
 
 class Environment(NamedTuple):

@@ -3,7 +3,7 @@
 Every day the platform decides how many notifications to send a user,
 ``n in {0, ..., num_actions - 1}`` (LinkedIn's notification-volume problem).
 It is the MTF simulator's sibling: the same reset/step conventions, the same
-rollout, collection and evaluation code (`jaxmtf.sim.envs`).
+rollout, collection and evaluation code (`jaxmtf.sim.registry`).
 
 User model (hidden: ``base``, ``tolerance``; observed: everything the
 platform logs itself)

@@ -50,11 +50,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging as absl_logging
 
-from jaxmtf import agents, provenance, rundir, workdir_lock
-from jaxmtf import checkpoint as checkpoint_lib
+from jaxmtf import agents
 from jaxmtf.agents import common, make_agent
-from jaxmtf.data import dataset as dataset_lib
-from jaxmtf.run_config import (
+from jaxmtf.core.run_config import (
     ConfigError,
     check_action_space,
     check_against_dataset,
@@ -62,6 +60,9 @@ from jaxmtf.run_config import (
     seed_group_field,
     validate_config,
 )
+from jaxmtf.data import dataset as dataset_lib
+from jaxmtf.runs import checkpoint as checkpoint_lib
+from jaxmtf.runs import provenance, rundir, workdir_lock
 from jaxmtf.types import Dataset, Transition
 
 # Seeds vmapped together on a CPU when seed_group_size is None (see make_chunk_fn; measured in benchmarks/).

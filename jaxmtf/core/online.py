@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmtf.agents import common
-from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies
+from jaxmtf.sim.mtf import env as sim_env
 from jaxmtf.sim.rollout import logged_end_flags
 from jaxmtf.types import Transition
 

@@ -1,9 +1,9 @@
 """Executes the study notebooks with nbclient at a SCALE (CI: small; the committed copies: full).
 
-    SCALE=full python -m jaxmtf.notebooks --inplace notebooks/0*.ipynb
+    SCALE=full python -m jaxmtf.reporting.notebooks --inplace notebooks/0*.ipynb
 
 The kernel runs in the repository root (the notebooks read launch/configs) and inherits SCALE and
-JAXMTF_RUNS_DIR (jaxmtf.study) from this process's environment.
+JAXMTF_RUNS_DIR (jaxmtf.workflows.study) from this process's environment.
 """
 import argparse
 import os

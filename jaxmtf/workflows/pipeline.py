@@ -1,18 +1,21 @@
 """What the launchers run, importable from a notebook: load a dataset, train from a config, search
-the static weights. (The demo, which strings these together, is jaxmtf/demo.py.)"""
+the static weights. (The demo, which strings these together, is jaxmtf/workflows/demo.py.)"""
 from typing import Any, Dict, List, Optional
 
 import jax
 import numpy as np
 from absl import logging
 
-from jaxmtf import evaluation, rundir, stats, training
+from jaxmtf import stats
+from jaxmtf.core import evaluation, training
+from jaxmtf.core.run_config import ConfigError, validate_config
 from jaxmtf.data import collect, synthetic
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.data.minari_import import from_minari  # imports minari (optional) only when called
-from jaxmtf.run_config import ConfigError, validate_config
-from jaxmtf.sim import env as sim_env
-from jaxmtf.sim import policies, static_search
+from jaxmtf.runs import rundir
+from jaxmtf.sim import policies
+from jaxmtf.sim.mtf import env as sim_env
+from jaxmtf.sim.mtf import static_search
 from jaxmtf.types import Dataset
 
 SYNTHETIC_PREFIX = "synthetic:"

@@ -10,7 +10,9 @@ from typing import Any, Dict, Optional
 
 import pandas as pd
 
-from jaxmtf import analysis, pipeline, rundir, sweep
+from jaxmtf.reporting import analysis
+from jaxmtf.runs import rundir
+from jaxmtf.workflows import pipeline, sweep
 
 SCALES = ("small", "full")
 # The study's dataset that OPE evaluates on: one with behaviour densities (so every estimator runs) over a
@@ -93,12 +95,12 @@ def run_ope(scale_name: str, workdir: str, dataset: Optional[str] = None) -> Dic
 
 def mtf_methods(scale_name: str) -> Dict[str, Any]:
     """IntegratedRL-MTF's rounds against BatchRL-MTF, IQL, TD3+BC, CQL, static CEM and the baseline at equal
-    session budgets (jaxmtf.mtf_comparison).
+    session budgets (jaxmtf.workflows.mtf_comparison).
 
     Full scale reads the recorded run of benchmarks/mtf_progressive.py (MTF_RESULTS: over an hour of a 2-core
     CPU, too long to repeat inside a notebook); small scale runs every kind of row now at CI's sizes.
     """
-    from jaxmtf import mtf_comparison
+    from jaxmtf.workflows import mtf_comparison
 
     if scale_name == "full":
         return rundir.read_json(MTF_RESULTS)

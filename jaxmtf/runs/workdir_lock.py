@@ -25,7 +25,7 @@ from typing import Optional
 
 from absl import logging as absl_logging
 
-from jaxmtf.rundir import RunDirError
+from jaxmtf.runs.rundir import RunDirError
 
 LOCK_FILE = "run.lock"
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL)

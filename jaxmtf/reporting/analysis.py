@@ -14,7 +14,8 @@ from typing import Dict, Iterable, List, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from jaxmtf import rundir, stats
+from jaxmtf import stats
+from jaxmtf.runs import rundir
 
 # Columns that identify one run inside a run directory.
 RUN_KEYS = ("seed", "hparam_index")
@@ -101,7 +102,7 @@ def final(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["step"] == last]
 
 
-# ----------------------------------------------------------------------------- sweeps (jaxmtf.sweep)
+# ----------------------------------------------------------------------------- sweeps (jaxmtf.workflows.sweep)
 
 
 def load_sweep(workdir: str) -> Dict[str, pd.DataFrame]:
@@ -110,7 +111,7 @@ def load_sweep(workdir: str) -> Dict[str, pd.DataFrame]:
 
     Cells not started yet are listed in the index only; a cell still running contributes what it logged.
     """
-    from jaxmtf import sweep  # lazy: sweep imports the training stack
+    from jaxmtf.workflows import sweep  # lazy: sweep imports the training stack
 
     path = os.path.join(workdir, sweep.INDEX_FILE)
     if not os.path.exists(path):
@@ -145,8 +146,8 @@ def variant_labels(df: pd.DataFrame) -> pd.Series:
 def reference_returns(workdir: str, metric: str = "undiscounted_return") -> Dict[str, float]:
     """{"random", "expert"}: the behaviour values recorded in the sidecars of the sweep's datasets whose
     pipeline is `random` and `expert` (the 0 and 100 of normalised scores)."""
-    from jaxmtf import sweep
     from jaxmtf.data import dataset as dataset_lib
+    from jaxmtf.workflows import sweep
 
     found = {}
     for path in sweep.read_index(workdir)["datasets"].values():

@@ -28,11 +28,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 from absl import logging
 
-from jaxmtf import pipeline, rundir, schema, workdir_lock
+from jaxmtf import schema
 from jaxmtf.agents import make_agent
+from jaxmtf.core.run_config import ConfigError, hparam_grid, validate_config
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
-from jaxmtf.run_config import ConfigError, hparam_grid, validate_config
+from jaxmtf.runs import rundir, workdir_lock
+from jaxmtf.workflows import pipeline
 
 INDEX_FILE = "sweep.json"
 COLLECT_PREFIX = "collect:"

@@ -13,7 +13,7 @@ onto the box around the previous round's (oracle) policy,
 
 and scores mu_1 .. mu_R on fresh users. Two targets:
 
-- ``switch``: the hand-written switch rule (``policies.bounce_switch_policy``
+- ``switch``: the hand-written switch rule (``mtf_policies.bounce_switch_policy``
   with ``default_switch_params``) at every round, untuned. With one target for
   all rounds the chain equals ``clip(target(s), mu_0 - k w, mu_0 + k w)``.
 - ``cma_linear``: ``tanh(W s_norm + b)`` (``linear_tanh_policy``), re-tuned
@@ -34,8 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmtf.sim import env as sim_env
 from jaxmtf.sim import policies
+from jaxmtf.sim.mtf import env as sim_env
+from jaxmtf.sim.mtf import policies as mtf_policies
 from jaxmtf.sim.policies import Policy, _nan_log_prob
 from jaxmtf.sim.rollout import evaluate, rollout
 
@@ -326,8 +327,8 @@ def oracle_chain(env_params: sim_env.EnvParams, key: Array, eval_key: Array, rou
     k_stats, k_cma = jax.random.split(key)
 
     # --- the switch-rule chain: the same target every round ---
-    switch_rule = policies.bounce_switch_policy(env_params)
-    switch_params = policies.default_switch_params(env_params)
+    switch_rule = mtf_policies.bounce_switch_policy(env_params)
+    switch_params = mtf_policies.default_switch_params(env_params)
     switch_chain = projected_chain(switch_rule, fixed)
     switch_targets = stack_rounds([switch_params] * rounds)
 

@@ -31,11 +31,13 @@ from typing import Any, Dict, List
 import jax
 import numpy as np
 
-from jaxmtf import evaluation, pipeline, progressive, stats
+from jaxmtf import stats
 from jaxmtf.configs import batchrl_mtf, cql, integrated_rl, iql, search_static, td3_bc
+from jaxmtf.core import evaluation
 from jaxmtf.data import collect
-from jaxmtf.sim import env as sim_env
-from jaxmtf.sim import envs, policies
+from jaxmtf.sim import policies, registry
+from jaxmtf.sim.mtf import env as sim_env
+from jaxmtf.workflows import pipeline, progressive
 
 OFFLINE_CONFIGS = {"iql": iql, "td3_bc": td3_bc, "cql": cql}
 # The benchmark's sizes (benchmarks/README.md states the run's). The CEM: generations, population, elite,
@@ -77,7 +79,7 @@ def interval(diff) -> List[float]:
 def _with_long_views(values: Dict[str, Any], env_params) -> Dict[str, np.ndarray]:
     """Per-seed metrics plus long views per user: the long-view rate per item shown x items shown per user."""
     out = {k: np.asarray(v, np.float64).reshape(-1) for k, v in values.items()}
-    per_step = float(envs.of(env_params).items_per_step(env_params))
+    per_step = float(registry.of(env_params).items_per_step(env_params))
     out["long_views"] = out["rate_long_view"] * out["session_length"] * per_step
     return out
 

@@ -51,14 +51,16 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmtf import checkpoint as checkpoint_lib
-from jaxmtf import evaluation, provenance, rundir, schema, training, workdir_lock
+from jaxmtf import schema
 from jaxmtf.agents import check_dataset, common, integrated_rl, make_agent, transition_fields
+from jaxmtf.core import evaluation, training
+from jaxmtf.core.run_config import ConfigError, validate_config
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
-from jaxmtf.run_config import ConfigError, validate_config
-from jaxmtf.sim import env as sim_env
+from jaxmtf.runs import checkpoint as checkpoint_lib
+from jaxmtf.runs import provenance, rundir, workdir_lock
 from jaxmtf.sim import policies
+from jaxmtf.sim.mtf import env as sim_env
 from jaxmtf.sim.rollout import flatten_valid, rollout
 from jaxmtf.types import Dataset
 

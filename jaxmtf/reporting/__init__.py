@@ -1,0 +1,1 @@
+"""Reading runs back: analysis frames, figures, executing the study notebooks."""

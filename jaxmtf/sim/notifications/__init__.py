@@ -1,0 +1,1 @@
+"""The notification-volume simulator (discrete actions) and its policies."""
