@@ -45,7 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import throughput  # noqa: E402  (benchmarks/: launch config, chunk timing, matmul peak, machine)
 
-from jaxmtf.core import training  # noqa: E402
+from jaxmtf.core import chunk, loop, sharding, training  # noqa: E402
+from jaxmtf.core.run_config import Driver  # noqa: E402
 from jaxmtf.data import one_step_dataset  # noqa: E402
 
 ALGO = "td3_bc"
@@ -63,17 +64,17 @@ def loop_config(chunk_size: int, num_updates: int, num_seeds: int):
 @contextlib.contextmanager
 def blocking_chunks():
     """Every chunk the driver builds waits for its result before returning (no overlap)."""
-    real = training.make_chunk_fn
+    real = chunk.make_chunk_fn
 
     def make_chunk_fn(*args, **kwargs):
         chunk_fn = real(*args, **kwargs)
         return lambda *chunk_args: jax.block_until_ready(chunk_fn(*chunk_args))
 
-    training.make_chunk_fn = make_chunk_fn
+    chunk.make_chunk_fn = make_chunk_fn
     try:
         yield
     finally:
-        training.make_chunk_fn = real
+        chunk.make_chunk_fn = real
 
 
 def train_once(mode: str, chunk_size: int, num_updates: int, num_seeds: int, dataset) -> dict:
@@ -104,21 +105,21 @@ def measure_loops(modes, chunk_sizes, num_updates: int, num_seeds: int, repeats:
 
 
 def measure_reference(num_seeds: int, chunk_size: int, window_seconds: float, dataset) -> dict:
-    group = training.seed_group_size(loop_config(chunk_size, chunk_size, num_seeds), None)  # as the loop's
+    group = sharding.seed_group_size(Driver.of(loop_config(chunk_size, chunk_size, num_seeds)), None)  # as the loop's
     row = throughput.measure(ALGO, num_seeds, chunk_size, window_seconds, dataset, group)
     return {"loop": "bare lax.scan (reference)", **row}
 
 
 def host_seconds_per_chunk(num_seeds: int, dataset, iterations: int) -> float:
-    """Mean seconds of the loop's host step on a finished chunk's metrics (`training._log_chunk`)."""
+    """Mean seconds of the loop's host step on a finished chunk's metrics (`loop._log_chunk`)."""
     with tempfile.TemporaryDirectory() as workdir:
         run = training.set_up(loop_config(10, 10, num_seeds), dataset, workdir)
         _, metrics = run.chunk_fn(run.state, run.data, run.hparams)
         jax.block_until_ready(metrics)
-        clock = training._Clock(0)
+        clock = loop._Clock(0, 10)
         start = time.perf_counter()
         for _ in range(iterations):
-            training._log_chunk(run, 10, metrics, clock, 10)
+            loop._log_chunk(run, 10, metrics, clock, 10)
         seconds = (time.perf_counter() - start) / iterations
         run.checkpointer.close()
         run.logger.close()

@@ -22,10 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.configs import td3_bc  # noqa: E402
 from jaxmtf.configs.collect import mixed  # noqa: E402
-from jaxmtf.core import (
-    run_config,
-    training,  # noqa: E402
-)
+from jaxmtf.core import chunk, run_config  # noqa: E402
 from jaxmtf.data import dataset as dataset_lib  # noqa: E402
 from jaxmtf.data.collect import collect  # noqa: E402
 
@@ -41,8 +38,8 @@ def program_memory(dataset, num_seeds: int) -> dict:
     config = td3_bc.get_config()
     agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
     hparams, _ = run_config.hparam_grid(agent.default_hparams, "")
-    state = jax.eval_shape(lambda: training.init_run_state(agent, list(range(num_seeds)), 1))
-    chunk_fn = training.make_chunk_fn(agent, int(config.batch_size), 1000, seed_group_size=0)
+    state = jax.eval_shape(lambda: chunk.init_run_state(agent, list(range(num_seeds)), 1))
+    chunk_fn = chunk.make_chunk_fn(agent, int(config.batch_size), 1000, seed_group_size=0)
     memory = chunk_fn.lower(state, dataset.as_transitions(), hparams).compile().memory_analysis()
     return {"seeds": num_seeds, "argument_mb": round(memory.argument_size_in_bytes / 2**20, 1),
             "temp_mb": round(memory.temp_size_in_bytes / 2**20, 1)}

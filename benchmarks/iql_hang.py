@@ -12,7 +12,7 @@ import jax
 
 from jaxmtf.agents import make_agent
 from jaxmtf.configs import iql
-from jaxmtf.core import training
+from jaxmtf.core import sharding
 
 
 def main(num_seeds: int, width: int = 64) -> None:
@@ -21,7 +21,7 @@ def main(num_seeds: int, width: int = 64) -> None:
         config.agent[name] = (width, width)
     agent = make_agent(config, 41, 12)  # the default simulator's observation and action sizes
     start = time.time()
-    jax.block_until_ready(training.initial_run_state(agent, list(range(num_seeds)), 1, None, None))
+    jax.block_until_ready(sharding.init_on_devices(agent, list(range(num_seeds)), 1, None, None))
     print(f"{num_seeds} seeds: initial state in {time.time() - start:.1f} s", flush=True)
 
 

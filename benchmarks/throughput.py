@@ -34,10 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from timing import best_rate  # noqa: E402
 
 from jaxmtf.agents import make_agent  # noqa: E402
-from jaxmtf.core import (
-    run_config,
-    training,  # noqa: E402
-)
+from jaxmtf.core import chunk, run_config  # noqa: E402
 from jaxmtf.data import one_step_dataset  # noqa: E402
 
 PEER_ALGOS = ("td3_bc", "cql", "bcq")
@@ -110,8 +107,8 @@ def measure(algo: str, num_seeds: int, chunk_size: int, window_seconds: float, d
     config = benchmark_config(algo)
     agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
     hparams, _ = run_config.hparam_grid(agent.default_hparams, "")
-    chunk_fn = training.make_chunk_fn(agent, int(config.batch_size), chunk_size, seed_group)
-    state = training.init_run_state(agent, list(range(num_seeds)), 1)
+    chunk_fn = chunk.make_chunk_fn(agent, int(config.batch_size), chunk_size, seed_group)
+    state = chunk.init_run_state(agent, list(range(num_seeds)), 1)
     data = jax.device_put(dataset.as_transitions())
     start = time.perf_counter()
     state, metrics = chunk_fn(state, data, hparams)

@@ -21,9 +21,10 @@ import ml_collections
 import numpy as np
 
 from jaxmtf.agents import common, make_agent
-from jaxmtf.core import training
+from jaxmtf.core import chunk
 from jaxmtf.core.run_config import ConfigError, hparam_grid
 from jaxmtf.runs import checkpoint as checkpoint_lib
+from jaxmtf.runs import record as record_lib
 from jaxmtf.runs import rundir
 from jaxmtf.sim.mtf import env as sim_env
 
@@ -63,7 +64,7 @@ def restore_run(workdir: str, obs_dim: Optional[int] = None, act_dim: Optional[i
     if saved is None:
         raise ConfigError(f"run directory '{workdir}': no {rundir.CONFIG_FILE}, expected a launch.train run directory")
     config = ml_collections.ConfigDict(saved)
-    record_path = os.path.join(workdir, training.RECORD_FILE)
+    record_path = os.path.join(workdir, record_lib.RECORD_FILE)
     record = rundir.read_json(record_path) if os.path.exists(record_path) else {}
     obs_dim, act_dim = obs_dim or record.get("obs_dim"), act_dim or record.get("act_dim")
     if obs_dim is None or act_dim is None:
@@ -76,16 +77,16 @@ def restore_run(workdir: str, obs_dim: Optional[int] = None, act_dim: Optional[i
     seeds = [int(config.seed) + i for i in range(int(config.num_seeds))]
     _, settings = hparam_grid(agent.default_hparams, config.get("sweep", ""))
     # Only the state's structure, shapes and dtypes are needed to restore into: abstract values, so no
-    # initialisation runs (as progressive.restore_final does).
-    like = jax.eval_shape(lambda: training.init_run_state(agent, seeds, len(settings)))
+    # initialisation runs.
+    like = jax.eval_shape(lambda: chunk.init_run_state(agent, seeds, len(settings)))
     checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
         step, state = checkpointer.restore_for_evaluation(like, step)
     finally:
         checkpointer.close()
-    stats_path = os.path.join(workdir, training.NORMALIZATION_FILE)
+    stats_path = os.path.join(workdir, record_lib.NORMALIZATION_FILE)
     stats = rundir.read_json(stats_path) if os.path.exists(stats_path) else None
-    finite = np.asarray(jax.vmap(jax.vmap(training.all_finite))(state.agent.replace(step=None)))
+    finite = np.asarray(jax.vmap(jax.vmap(chunk.all_finite))(state.agent.replace(step=None)))
     return RestoredRun(workdir, config, common.with_obs_normalization(agent, stats), state.agent, int(step), seeds,
                        settings, record, int(obs_dim), int(act_dim), finite)
 

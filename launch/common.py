@@ -16,7 +16,7 @@ from typing import Callable, List, Tuple
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxmtf.core import training
+from jaxmtf.core import loop
 from jaxmtf.workflows import pipeline
 from launch import logs
 
@@ -34,7 +34,7 @@ def run_job(job: Callable[[], None], refusals: Tuple[type, ...] = ()) -> None:
     logs.quiet_orbax_logs()
     try:
         job()
-    except training.Preempted as stopped:  # the loop has logged its one line
+    except loop.Preempted as stopped:  # the loop has logged its one line
         sys.exit(128 + stopped.signum)
     except (*pipeline.REFUSALS, *refusals) as refused:  # a bad input: its one line, not a traceback
         logging.error("%s", refused)

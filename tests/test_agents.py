@@ -7,7 +7,7 @@ import pytest
 from conftest import registered_algorithms, small_config
 
 from jaxmtf.agents import ALGORITHMS, is_discrete, make_agent, transition_fields
-from jaxmtf.core import training
+from jaxmtf.core import chunk, run_config
 
 # Sample counts cut for CI speed (the references' values are the configs' defaults).
 FAST = {
@@ -47,7 +47,7 @@ def test_agent_contract(algo, tiny_dataset, tiny_discrete_dataset):
     tiny_dataset = _data(algo, tiny_dataset, tiny_discrete_dataset)
     agent = make_agent(config, tiny_dataset.obs_dim, tiny_dataset.act_dim)
     data = tiny_dataset.as_transitions(**transition_fields(config))
-    hparams, _ = training.hparam_grid(agent.default_hparams, {})
+    hparams, _ = run_config.hparam_grid(agent.default_hparams, {})
 
     traces = []
 
@@ -56,8 +56,8 @@ def test_agent_contract(algo, tiny_dataset, tiny_discrete_dataset):
         return agent.update(*args)
 
     counted = agent._replace(update=counted_update)
-    chunk_fn = training.make_chunk_fn(counted, batch_size=16, chunk_size=3)
-    state = training.init_run_state(counted, [0, 1], 1)
+    chunk_fn = chunk.make_chunk_fn(counted, batch_size=16, chunk_size=3)
+    state = chunk.init_run_state(counted, [0, 1], 1)
     for _ in range(3):  # 9 updates: crosses delays and warm-ups of the small configs
         state, metrics = chunk_fn(state, data, hparams)
     assert len(traces) == 1, "the chunk retraced"
@@ -71,8 +71,8 @@ def test_agent_contract(algo, tiny_dataset, tiny_discrete_dataset):
         assert np.all(np.isfinite(np.asarray(leaf)))
 
     # Seed 1 of the vmapped pair equals seed 1 trained alone (all of its noise comes from its key).
-    alone = training.init_run_state(agent, [1], 1)
-    alone_fn = training.make_chunk_fn(agent, batch_size=16, chunk_size=3)
+    alone = chunk.init_run_state(agent, [1], 1)
+    alone_fn = chunk.make_chunk_fn(agent, batch_size=16, chunk_size=3)
     for _ in range(3):
         alone, _ = alone_fn(alone, data, hparams)
     for x, y in zip(jax.tree.leaves(state.agent.replace(step=None)), jax.tree.leaves(alone.agent.replace(step=None))):

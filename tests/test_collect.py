@@ -14,7 +14,7 @@ from conftest import small_config
 from jaxmtf import data
 from jaxmtf.agents import make_agent
 from jaxmtf.configs.collect import base
-from jaxmtf.core import evaluation, online, training
+from jaxmtf.core import chunk, evaluation, online
 from jaxmtf.data import collect
 from jaxmtf.sim import policies
 from jaxmtf.sim.mtf import env as sim_env
@@ -101,7 +101,7 @@ def test_agent_evaluator_matches_policy_evaluation():
     env_params = sim_env.default_params()
     config = small_config("td3")
     agent = make_agent(config, sim_env.obs_dim(env_params), sim_env.act_dim(env_params))
-    states = training.init_run_state(agent, [0, 1], 1).agent
+    states = chunk.init_run_state(agent, [0, 1], 1).agent
     key = jax.random.PRNGKey(3)
     out = evaluation.make_agent_evaluator(agent, env_params, num_users=16, discount=0.9)(states, key)
     assert out["undiscounted_return"].shape == (2, 1)

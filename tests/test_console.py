@@ -2,7 +2,7 @@
 import json
 import os
 
-from jaxmtf.core import training
+from jaxmtf.core import loop
 from jaxmtf.runs import rundir
 from jaxmtf.workflows import pipeline
 
@@ -10,7 +10,7 @@ from jaxmtf.workflows import pipeline
 def test_eval_line_counts_runs_and_diverged_ones():
     records = [{"undiscounted_return": 1.0, "diverged_at_step": None}, {"undiscounted_return": 2.0},
                {"undiscounted_return": None, "diverged_at_step": 5}]
-    assert training.eval_line(records) == "undiscounted_return 1.50 (1.00 to 2.00 over 2 runs), 1 diverged"
+    assert loop.eval_line(records) == "undiscounted_return 1.50 (1.00 to 2.00 over 2 runs), 1 diverged"
 
 
 def test_closing_lines_per_setting(tmp_path):

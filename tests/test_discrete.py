@@ -8,7 +8,8 @@ from conftest import small_config
 
 from jaxmtf import data
 from jaxmtf.agents import bcq_discrete, cql_dqn, dqn, make_agent
-from jaxmtf.core import training
+from jaxmtf.core import chunk as chunk_lib
+from jaxmtf.core import run_config
 from jaxmtf.core.run_config import ConfigError, check_action_space
 from jaxmtf.data import DatasetError
 from jaxmtf.data.synthetic import optimal_discrete_action
@@ -176,9 +177,9 @@ def test_cql_dqn_learns_the_optimal_discrete_policy():
     config.agent.learning_rate = 1e-3  # a short run: d3rlpy's 6.25e-5 is tuned for millions of updates
     config.agent.target_update_interval = 100
     agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
-    chunk = training.make_chunk_fn(agent, batch_size=64, chunk_size=500)
-    state = training.init_run_state(agent, [0], 1)
-    hparams, _ = training.hparam_grid(agent.default_hparams, {})
+    chunk = chunk_lib.make_chunk_fn(agent, batch_size=64, chunk_size=500)
+    state = chunk_lib.init_run_state(agent, [0], 1)
+    hparams, _ = run_config.hparam_grid(agent.default_hparams, {})
     for _ in range(4):
         state, metrics = chunk(state, dataset.as_transitions(), hparams)
     one = jax.tree.map(lambda x: x[0, 0], state.agent.replace(step=None)).replace(step=state.agent.step)

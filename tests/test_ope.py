@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxmtf.core import training
+from jaxmtf.core import chunk as chunk_lib
 from jaxmtf.data import one_step_dataset
 from jaxmtf.data.synthetic import optimal_action
 from jaxmtf.ope import bootstrap, doubly_robust, importance, marginal, scoring
@@ -247,12 +247,12 @@ _CHUNKS = {}
 def chunk_fn(fqe, batch_size, num_updates):
     """One compiled chunk per FQE and shape, as the driver builds it once per run."""
     key = (id(fqe), batch_size, num_updates)
-    return _CHUNKS.setdefault(key, training.make_chunk_fn(fqe, batch_size, num_updates))
+    return _CHUNKS.setdefault(key, chunk_lib.make_chunk_fn(fqe, batch_size, num_updates))
 
 
 def fit(fqe, dataset, next_actions, seeds, num_updates, batch_size=64):
     num_policies = next_actions.shape[0]
-    state = training.init_run_state(fqe, seeds, num_policies)
+    state = chunk_lib.init_run_state(fqe, seeds, num_policies)
     hparams = {"next_actions": next_actions, "discount": jnp.full((num_policies,), 0.99)}
     chunk = chunk_fn(fqe, batch_size, num_updates)
     state, _ = chunk(state, fqe_lib.fqe_data(dataset), hparams)

@@ -6,9 +6,9 @@ import os
 import ml_collections
 import pytest
 
-from jaxmtf.core import training
 from jaxmtf.ope import targets
 from jaxmtf.ope.targets import PolicySpecError
+from jaxmtf.runs import record as record_lib
 from jaxmtf.sim.mtf import env as sim_env
 
 ENV = sim_env.default_params()
@@ -55,9 +55,9 @@ def test_run_directories(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"algo": "td3_bc"}))
-    (run / training.RECORD_FILE).write_text(json.dumps({"obs_dim": OBS + 1, "act_dim": ACT}))
+    (run / record_lib.RECORD_FILE).write_text(json.dumps({"obs_dim": OBS + 1, "act_dim": ACT}))
     with pytest.raises(PolicySpecError, match=f"trained with obs_dim {OBS + 1}, expected {OBS}"):
         _load(str(run))
     with pytest.raises(PolicySpecError, match="checkpoint step 'abc' is not a number"):
         _load(f"{run}@abc")
-    assert sorted(os.listdir(run)) == sorted(["config.json", training.RECORD_FILE])  # nothing written
+    assert sorted(os.listdir(run)) == sorted(["config.json", record_lib.RECORD_FILE])  # nothing written

@@ -8,11 +8,11 @@ from conftest import small_config
 
 from jaxmtf.configs import ope as ope_config
 from jaxmtf.configs.collect import base as collect_base
-from jaxmtf.core import training
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.ope import run as ope_run
 from jaxmtf.ope.targets import PolicySpecError, load_policies
+from jaxmtf.runs import record as record_lib
 from jaxmtf.runs import rundir
 from jaxmtf.sim.mtf import env as sim_env
 from jaxmtf.workflows import pipeline
@@ -80,7 +80,7 @@ def test_ope_rows_report_and_resume(logged):
     # The FQE run directory resumes: a second fit restores its final checkpoint and trains nothing.
     metrics = open(os.path.join(workdir, "fqe", "metrics.jsonl")).read()
     dataset = dataset_lib.load(logged["dataset"])
-    labels = json.load(open(os.path.join(workdir, "fqe", training.RECORD_FILE)))["policies"]
+    labels = json.load(open(os.path.join(workdir, "fqe", record_lib.RECORD_FILE)))["policies"]
     next_actions = np.zeros((5, dataset.size, 1, dataset.act_dim), np.float32)
     with pytest.raises(Exception, match="checkpoint field 'data_fingerprint'"):  # other actions: refused
         ope_run.fit_fqe(config, dataset, next_actions, labels, os.path.join(workdir, "fqe"))

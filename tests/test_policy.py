@@ -10,7 +10,7 @@ from conftest import small_config
 
 from jaxmtf import policy
 from jaxmtf.configs.collect import base as collect_base
-from jaxmtf.core import training
+from jaxmtf.core import sharding, training
 from jaxmtf.core.run_config import ConfigError
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
@@ -92,7 +92,7 @@ def test_a_diverged_run_is_refused_naming_it(trained, tmp_path):
     copy = str(tmp_path / "run")
     shutil.copytree(workdir, copy)
     run = policy.restore_run(copy, data.obs_dim, data.act_dim)
-    like = training.initial_run_state(run.agent, run.seeds, len(run.settings), None, None)
+    like = sharding.init_on_devices(run.agent, run.seeds, len(run.settings), None, None)
     ckpt = checkpoint.Checkpointer(os.path.join(copy, "checkpoints"))
     _, state = ckpt.restore_for_evaluation(like)
     nan_seed_1 = jax.tree.map(lambda x: x.at[1].set(np.nan) if jnp.issubdtype(x.dtype, jnp.inexact) else x,

@@ -116,13 +116,13 @@ def test_a_chain_keeps_a_record_and_refuses_another_config_before_writing(tmp_pa
 
 def test_warm_start_copies_the_deployed_actor_and_keeps_fresh_critics():
     from jaxmtf.agents import make_agent
-    from jaxmtf.core import training
+    from jaxmtf.core import chunk
 
     config = tiny_config()
     config.agent.reward_groups = ()
     agent = make_agent(config, 3, 2)
-    fresh = training.init_run_state(agent, [0, 1], 1)
-    deployed = training.init_run_state(agent, [7, 8], 1).agent  # other seeds: other networks
+    fresh = chunk.init_run_state(agent, [0, 1], 1)
+    deployed = chunk.init_run_state(agent, [7, 8], 1).agent  # other seeds: other networks
     warmed = progressive.warm_start_fn(config, deployed)(fresh)
     for x, y in zip(_leaves(warmed.agent.actor), _leaves(deployed.actor)):
         np.testing.assert_array_equal(x, y)

@@ -10,6 +10,7 @@ from conftest import small_config
 
 from jaxmtf.core import training
 from jaxmtf.runs import checkpoint, provenance
+from jaxmtf.runs import record as record_lib
 
 
 def test_provenance_block_by_hand_checks():
@@ -29,7 +30,7 @@ def test_run_record_holds_provenance_and_a_resume_ignores_it_but_names_a_changed
     workdir = str(tmp_path / "run")
     config = small_config("td3_bc", num_seeds=1, num_updates=10, chunk_size=10, checkpoint_every=10)
     training.train(config, tiny_dataset, workdir)
-    path = os.path.join(workdir, training.RECORD_FILE)
+    path = os.path.join(workdir, record_lib.RECORD_FILE)
     with open(path) as f:
         record = json.load(f)
     assert record["provenance"]["versions"]["flax"] and record["provenance"]["device_kind"]

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from jaxmtf.core import evaluation, training
+from jaxmtf.core import evaluation, loop, training
 from jaxmtf.core.evaluation import EvaluationError
 from jaxmtf.core.run_config import ConfigError
 from jaxmtf.data import DatasetError, discrete_one_step_dataset, from_arrays, load, one_step_dataset, save
 from jaxmtf.reporting import analysis
 from jaxmtf.runs import checkpoint, rundir, workdir_lock
+from jaxmtf.runs import record as record_lib
 from jaxmtf.sim.mtf import env as sim_env
 from jaxmtf.types import to_numpy
 from jaxmtf.workflows import pipeline
@@ -106,7 +107,7 @@ def _damage_line(workdir: str) -> None:
 
 
 def _damage_record(workdir: str) -> None:
-    open(os.path.join(workdir, training.RECORD_FILE), "w").write('{"algo": "td3", ')
+    open(os.path.join(workdir, record_lib.RECORD_FILE), "w").write('{"algo": "td3", ')
 
 
 def _data_files(workdir: str, step: int):
@@ -120,7 +121,7 @@ def _damage_checkpoint_records(workdir: str) -> None:
 
 
 def _without_record(workdir: str) -> None:
-    os.remove(os.path.join(workdir, training.RECORD_FILE))
+    os.remove(os.path.join(workdir, record_lib.RECORD_FILE))
 
 
 class _HeldLock:
@@ -441,7 +442,7 @@ def test_force_new_run_starts_afresh(base_run, tmp_path):
     assert run.step == 0
     assert not os.path.exists(os.path.join(workdir, "metrics.jsonl"))
     assert os.listdir(os.path.join(workdir, "checkpoints")) == []
-    assert rundir.read_json(os.path.join(workdir, training.RECORD_FILE))["seeds"] == [0, 1]
+    assert rundir.read_json(os.path.join(workdir, record_lib.RECORD_FILE))["seeds"] == [0, 1]
 
 
 def _actor_size_eval(send_sigint_at=None):
@@ -462,7 +463,7 @@ def test_divergence_is_reported_and_isolated_and_sigint_resumes_exactly(base_run
     setting is alpha 5), although this run was also stopped by SIGINT at update 10 and resumed."""
     workdir = str(tmp_path / "nan")
     config = _config(sweep="alpha=2.5,3e38", eval_every=10, checkpoint_every=0)
-    with pytest.raises(training.Preempted) as stopped:
+    with pytest.raises(loop.Preempted) as stopped:
         training.train(config, TINY, workdir, eval_fn=_actor_size_eval(send_sigint_at=10))
     assert stopped.value.step == 10 and stopped.value.signum == signal.SIGINT
     assert os.listdir(os.path.join(workdir, "checkpoints")) == ["10"]  # checkpoint_every=0: the stop's own

@@ -13,7 +13,8 @@ import pytest
 from conftest import small_config
 
 from jaxmtf.agents import make_agent
-from jaxmtf.core import run_config, training
+from jaxmtf.core import chunk, run_config, sharding, training
+from jaxmtf.core.run_config import Driver
 from jaxmtf.runs import checkpoint, rundir
 
 
@@ -76,8 +77,8 @@ def test_vmapped_seeds_equal_separate_runs(tiny_dataset, tmp_path):
 
 
 def _run_chunks(agent, seeds, hparams, data, num_chunks=2, chunk_fn=None):
-    chunk_fn = chunk_fn or training.make_chunk_fn(agent, batch_size=16, chunk_size=10)
-    state = training.init_run_state(agent, seeds, len(jax.tree.leaves(hparams)[0]))
+    chunk_fn = chunk_fn or chunk.make_chunk_fn(agent, batch_size=16, chunk_size=10)
+    state = chunk.init_run_state(agent, seeds, len(jax.tree.leaves(hparams)[0]))
     for _ in range(num_chunks):
         state, _ = chunk_fn(state, data, hparams)
     return state
@@ -90,9 +91,9 @@ def test_seed_groups_equal_one_vmap(tiny_dataset, group):
     agent = make_agent(config, tiny_dataset.obs_dim, tiny_dataset.act_dim)
     data = tiny_dataset.as_transitions()
     hparams, _ = run_config.hparam_grid(agent.default_hparams, {"discount": [0.9, 0.99]})
-    grouped_fn = training.make_chunk_fn(agent, batch_size=16, chunk_size=10, seed_group_size=group)
+    grouped_fn = chunk.make_chunk_fn(agent, batch_size=16, chunk_size=10, seed_group_size=group)
     grouped = _run_chunks(agent, [0, 1, 2], hparams, data, chunk_fn=grouped_fn)
-    together = _run_chunks(agent, [0, 1, 2], hparams, data, chunk_fn=training.make_chunk_fn(agent, 16, 10, 0))
+    together = _run_chunks(agent, [0, 1, 2], hparams, data, chunk_fn=chunk.make_chunk_fn(agent, 16, 10, 0))
     _assert_trees_close(grouped, together, rtol=1e-5, atol=1e-6)
     assert int(grouped.agent.step) == 20
 
@@ -100,8 +101,8 @@ def test_seed_groups_equal_one_vmap(tiny_dataset, group):
 def test_seed_group_size_is_validated(tiny_dataset, tmp_path):
     with pytest.raises(run_config.ConfigError, match="seed_group_size"):
         training.train(small_config("td3", seed_group_size=-2), tiny_dataset, str(tmp_path))
-    assert training.seed_group_size(small_config("td3", seed_group_size=1), None) == 1
-    assert training.seed_group_size(small_config("td3"), None) == training.CPU_SEED_GROUP  # auto, on a CPU
+    assert sharding.seed_group_size(Driver.of(small_config("td3", seed_group_size=1)), None) == 1
+    assert sharding.seed_group_size(Driver.of(small_config("td3")), None) == sharding.CPU_SEED_GROUP  # auto, on a CPU
 
 
 def test_hparam_grid_equals_separate_runs(tiny_dataset):
@@ -113,7 +114,7 @@ def test_hparam_grid_equals_separate_runs(tiny_dataset):
     grid_hparams, labels = run_config.hparam_grid(agent.default_hparams, {"alpha": alphas})
     assert [label["alpha"] for label in labels] == alphas
     grid = _run_chunks(agent, [0, 1], grid_hparams, data)
-    single_chunk_fn = training.make_chunk_fn(agent, batch_size=16, chunk_size=10)  # S = H = 1, compiled once
+    single_chunk_fn = chunk.make_chunk_fn(agent, batch_size=16, chunk_size=10)  # S = H = 1, compiled once
     for h, alpha in enumerate(alphas):
         for s in range(2):
             single_hparams, _ = run_config.hparam_grid(agent.default_hparams, {"alpha": [alpha]})
@@ -143,7 +144,7 @@ def test_interrupted_and_resumed_run_is_identical(tiny_dataset, tmp_path):
 def test_checkpoint_round_trip(tiny_dataset, tmp_path):
     config = small_config("td3")
     agent = make_agent(config, tiny_dataset.obs_dim, tiny_dataset.act_dim)
-    state = training.init_run_state(agent, [0, 1], 1)
+    state = chunk.init_run_state(agent, [0, 1], 1)
     ckpt = checkpoint.Checkpointer(str(tmp_path), max_to_keep=2)
     for step in (10, 20, 30):
         ckpt.save(step, state, {"algo": "td3"})

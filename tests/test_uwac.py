@@ -10,7 +10,8 @@ import pytest
 from conftest import small_config
 
 from jaxmtf.agents import make_agent, networks, uwac
-from jaxmtf.core import training
+from jaxmtf.core import chunk as chunk_lib
+from jaxmtf.core import run_config
 from jaxmtf.data import one_step_dataset
 from jaxmtf.data.synthetic import optimal_action
 from jaxmtf.runs import checkpoint
@@ -347,7 +348,7 @@ def test_checkpoint_round_trip_of_a_run_state(small, tmp_path):
     # Flax's spectral-norm vectors sit under keys with slashes ("Dense_0/kernel/u"): orbax keeps them.
     agent, update, _, state = small
     state, _ = update(state, _batch(), jax.random.PRNGKey(1), agent.default_hparams)  # u iterated, Adam moments set
-    runs = training.RunState(  # a run state of 1 seed x 1 setting, as training.init_run_state lays it out
+    runs = chunk_lib.RunState(  # a run state of 1 seed x 1 setting, as chunk_lib.init_run_state lays it out
         agent=jax.tree.map(lambda x: x[None, None], state.replace(step=None)).replace(step=state.step),
         key=jax.random.split(jax.random.PRNGKey(0), 1)[None],
     )
@@ -381,9 +382,9 @@ def test_learns_the_optimal_action_on_expert_data():
     agent_config.warmup = 500
     dataset = one_step_dataset(num_transitions=4096, obs_dim=4, act_dim=2, seed=0, behaviour_noise=0.2)
     agent = make_agent(config, obs_dim=4, act_dim=2)
-    hparams, _ = training.hparam_grid(agent.default_hparams, {})
-    run_state = training.init_run_state(agent, [0], 1)
-    chunk = training.make_chunk_fn(agent, batch_size=64, chunk_size=750)
+    hparams, _ = run_config.hparam_grid(agent.default_hparams, {})
+    run_state = chunk_lib.init_run_state(agent, [0], 1)
+    chunk = chunk_lib.make_chunk_fn(agent, batch_size=64, chunk_size=750)
     data = dataset.as_transitions()
     for _ in range(2):
         run_state, metrics = chunk(run_state, data, hparams)

@@ -1,4 +1,4 @@
-"""The training config's driver fields: validation and the hparam sweep grid.
+"""The training config's driver fields: validation, the parsed `Driver` settings, the seeds x hparams grid.
 
 Everything here runs before anything is built or written, so a bad config
 fails with one line naming the field, the value and what was expected
@@ -7,8 +7,9 @@ table of the driver's fields: a new driver field needs a spec there (an
 unknown field is refused, with the nearest known names), and each agent
 module's `CONFIG_FIELDS` is the table of its `config.agent`.
 """
+import dataclasses
 import itertools
-from typing import Dict, List, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import jax.numpy as jnp
 
@@ -168,3 +169,52 @@ def hparam_grid(default_hparams: common.HParams, sweep) -> Tuple[common.HParams,
         for name, default in default_hparams.items()
     }
     return hparams, labels
+
+
+@dataclasses.dataclass(frozen=True)
+class Driver:
+    """The driver's settings of a config, read once (`Driver.of`) and then by attribute.
+
+    Absent optional fields take their "off" value here (no evaluation, no
+    checkpoints between the last one, no sharding opt-out): FQE's and other
+    agent-like configs carry only the fields they use. jaxmtf/configs/base.py
+    documents each field and holds a training run's usual values.
+    """
+    num_updates: int
+    batch_size: int
+    chunk_size: int
+    algo: str = ""
+    dataset: str = ""
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+    normalize_observations: bool = False
+    tensorboard: bool = False
+    shard_runs: bool = True
+    seed_group_size: Optional[int] = None  # None: automatic (sharding.seed_group_size)
+    force_new_run: bool = False
+
+    @classmethod
+    def of(cls, config) -> "Driver":
+        """The driver's fields of `config` (a ConfigDict or mapping); the config's own checks (validate_config,
+        ope.config) have run before, so only seed_group_size's form is checked here."""
+        values = {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config}
+        values = {k: v for k, v in values.items() if v is not None or k == "seed_group_size"}
+        values["seed_group_size"] = seed_group_field(config)
+        for name in ("num_updates", "batch_size", "chunk_size", "eval_every", "checkpoint_every", "keep_checkpoints"):
+            if name in values:
+                values[name] = int(values[name] or 0)
+        return cls(**values)
+
+
+class RunGrid(NamedTuple):
+    """The S x H runs of one program: seeds, and the hparam settings every seed trains."""
+    seeds: List[int]
+    hparams: common.HParams  # leaves [H]
+    labels: List[Dict[str, float]]  # one per setting: its swept values ({} when nothing is swept)
+
+
+def run_grid(config, default_hparams: common.HParams) -> RunGrid:
+    """config.num_seeds seeds from config.seed, times the grid of config.sweep over the agent's defaults."""
+    hparams, labels = hparam_grid(default_hparams, config.get("sweep", None))
+    return RunGrid([int(config.seed) + i for i in range(int(config.num_seeds))], hparams, labels)

@@ -14,7 +14,7 @@ them but for the step size (3e-4) and the copy interval (20), which
 converge within 10k updates on 100-step sessions where d3rlpy's had not
 after 6k (the config says why).
 
-How it runs: the training driver's compiled chunk (`training.make_chunk_fn`)
+How it runs: the training driver's compiled chunk (`chunk.make_chunk_fn`)
 with FQE as its "agent", so FQE is one program vmapped over seeds AND target
 policies: the policies are the driver's hparam axis. The target policy's
 actions are precomputed once per policy (`next_actions` [N, K, A]: K draws

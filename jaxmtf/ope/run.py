@@ -12,7 +12,6 @@
    and scoring use. With a simulator, each row carries the true value.
 """
 import contextlib
-import hashlib
 import os
 import time
 from typing import Any, Dict, List, Optional
@@ -22,11 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmtf.core import training
+from jaxmtf.core import lifecycle, training
+from jaxmtf.core.run_config import RunGrid
 from jaxmtf.ope import bootstrap, doubly_robust, importance, marginal, scoring, targets
 from jaxmtf.ope import fqe as fqe_lib
 from jaxmtf.ope.config import validate_ope_config
 from jaxmtf.ope.episodes import Episodes, episodes_from_dataset, gather, require_behaviour_log_prob
+from jaxmtf.runs import record as record_lib
 from jaxmtf.runs import rundir
 from jaxmtf.types import Dataset
 
@@ -60,17 +61,10 @@ def target_inputs(groups, dataset: Dataset, episodes: Episodes, config, key) -> 
 # ----------------------------------------------------------------- 2. FQE in the driver
 
 
-def _fingerprint(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
-    return h.hexdigest()[:16]
-
-
 def fit_fqe(config, dataset: Dataset, next_actions, labels: List[dict], workdir: str):
     """FQE states [S, P] after config.fqe.num_updates updates, trained (or resumed) in `workdir`.
 
-    The training driver's own set-up and loop (`training.set_up_runs`, `train_runs`): the workdir is
+    The training driver's own set-up and loop (`lifecycle.set_up_runs`, `training.train_runs`): the workdir is
     locked, its record checked before anything is written, checkpoints verified, SIGTERM saves.
     """
     fc = config.fqe
@@ -81,11 +75,13 @@ def fit_fqe(config, dataset: Dataset, next_actions, labels: List[dict], workdir:
     meta = {
         "estimator": "fqe", "fqe": {k: v for k, v in fc.to_dict().items() if k not in _RETIMING_FIELDS},
         "discount": float(config.discount), "seeds": seeds, "policies": labels, "num_transitions": dataset.size,
-        "data_fingerprint": _fingerprint(dataset.observations, dataset.actions, dataset.rewards, next_actions),
+        "data_fingerprint": record_lib.checksum({"observations": dataset.observations, "actions": dataset.actions,
+                                                 "rewards": dataset.rewards, "next_actions": next_actions})[:16],
     }
     policy_labels = [{"policy": policy_key(label)} for label in labels]
-    run = training.set_up_runs(fc, workdir, fqe, None, seeds, hparams, policy_labels, fqe_lib.fqe_data(dataset), meta)
-    summary = training.train_runs(fc, run, workdir)
+    grid = RunGrid(seeds, hparams, policy_labels)
+    run = lifecycle.set_up_runs(fc, workdir, fqe, grid, fqe_lib.fqe_data(dataset), meta)
+    summary = training.train_runs(run)
     return fqe, summary["state"].agent
 
 

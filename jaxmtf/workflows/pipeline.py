@@ -7,7 +7,7 @@ import numpy as np
 from absl import logging
 
 from jaxmtf import stats
-from jaxmtf.core import evaluation, training
+from jaxmtf.core import evaluation, lifecycle, training
 from jaxmtf.core.run_config import ConfigError, validate_config
 from jaxmtf.data import collect, synthetic
 from jaxmtf.data import dataset as dataset_lib
@@ -21,7 +21,7 @@ from jaxmtf.types import Dataset
 SYNTHETIC_PREFIX = "synthetic:"
 MINARI_PREFIX = "minari:"
 # What a launch can be refused with, each a one-line message naming the field, the value and the expectation.
-REFUSALS = training.REFUSALS + (evaluation.EvaluationError,)
+REFUSALS = lifecycle.REFUSALS + (evaluation.EvaluationError,)
 
 
 def load_dataset(spec: str) -> Dataset:
@@ -45,7 +45,8 @@ def train_from_config(config, workdir: str, stop_after: Optional[int] = None) ->
     dataset = load_dataset(config.dataset)
     logging.info("dataset %s: %d transitions, obs %d, act %d", config.dataset, dataset.size, dataset.obs_dim,
                  dataset.act_dim)
-    return training.train(config, dataset, workdir, eval_fn=simulator_eval_fn(config), stop_after=stop_after)
+    return training.train(config, dataset, workdir, eval_fn=simulator_eval_fn(config), stop_after=stop_after,
+                          config_checked=True)
 
 
 def dataset_simulator(spec: str):

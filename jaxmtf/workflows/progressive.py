@@ -51,14 +51,16 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from jaxmtf import policy as policy_lib
 from jaxmtf import schema
 from jaxmtf.agents import check_dataset, common, integrated_rl, make_agent, transition_fields
-from jaxmtf.core import evaluation, training
+from jaxmtf.core import chunk, evaluation, lifecycle, run_config, sharding, training
 from jaxmtf.core.run_config import ConfigError, validate_config
 from jaxmtf.data import collect
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.runs import checkpoint as checkpoint_lib
-from jaxmtf.runs import provenance, rundir, workdir_lock
+from jaxmtf.runs import record as record_lib
+from jaxmtf.runs import rundir, workdir_lock
 from jaxmtf.sim import policies
 from jaxmtf.sim.mtf import env as sim_env
 from jaxmtf.sim.rollout import flatten_valid, rollout
@@ -243,7 +245,7 @@ def round_data(config, env_params, round_dir: str, round_index: int, seeds, make
 
 
 def per_seed_data(datasets: List[List[Dataset]], fields: Dict[str, bool],
-                  stats) -> Tuple[training.PerSeedData, List[int]]:
+                  stats) -> Tuple[chunk.PerSeedData, List[int]]:
     """datasets[s] = seed s's datasets (rounds) -> PerSeedData padded to a common size, and the sizes.
 
     `fields`: the optional batch fields the agent trains on (agents.transition_fields), taken from each
@@ -265,7 +267,7 @@ def per_seed_data(datasets: List[List[Dataset]], fields: Dict[str, bool],
         return np.concatenate([x, np.zeros((padded - x.shape[0],) + x.shape[1:], x.dtype)])
 
     stacked = jax.tree.map(lambda *x: np.stack([pad(v) for v in x]), *per_seed)
-    return training.PerSeedData(transitions=stacked, size=np.asarray(sizes, np.int32)), sizes
+    return chunk.PerSeedData(transitions=stacked, size=np.asarray(sizes, np.int32)), sizes
 
 
 def pooled_stats(config, datasets: List[List[Dataset]]):
@@ -279,12 +281,11 @@ def pooled_stats(config, datasets: List[List[Dataset]]):
     return dataset_lib.normalization_stats(np.concatenate([ds[0].observations for ds in datasets]))
 
 
-def _meta(config, obs_dim, act_dim, sizes) -> Dict[str, Any]:
-    """What a round's checkpoints record; restoring with another config fails naming the field."""
-    return {"algo": config.algo, "agent": config.agent.to_dict(), "obs_dim": obs_dim, "act_dim": act_dim,
-            "num_transitions": sizes, "seeds": seeds_of(config), "batch_size": int(config.batch_size),
-            "chunk_size": int(config.chunk_size), "warm_start": _warm_start_mode(config),
-            "provenance": provenance.describe()}  # not compared on resume
+def round_record(config, obs_dim, act_dim, sizes) -> Dict[str, Any]:
+    """What a round's checkpoints record (each seed's data size, the warm start); restoring with another config
+    fails naming the field."""
+    return record_lib.training_record(config, obs_dim, act_dim, sizes, seeds_of(config),
+                                      warm_start=_warm_start_mode(config))
 
 
 def _warm_start_mode(config) -> str:
@@ -333,41 +334,28 @@ def train_per_seed(config, datasets: List[List[Dataset]], workdir: str, eval_fn=
         for dataset in seed_datasets:
             check_dataset(config, dataset, ConfigError)
     data, sizes = per_seed_data(datasets, transition_fields(config), stats)
-    hparams, labels = training.hparam_grid(raw_agent.default_hparams, None)
-    seeds = seeds_of(config)
-    meta = _meta(config, obs_dim, act_dim, sizes)
-    group = training.seed_group_size(config, None)
-    chunk_fn = _cached(("chunk", _functions(raw_agent), int(config.batch_size), int(config.chunk_size), group),
-                       lambda: training.make_chunk_fn(raw_agent, int(config.batch_size), int(config.chunk_size),
-                                                      group, per_seed_data=True))
+    hparams, labels = run_config.hparam_grid(raw_agent.default_hparams, None)
+    grid = run_config.RunGrid(seeds_of(config), hparams, labels)
+    record = round_record(config, obs_dim, act_dim, sizes)
+    driver = run_config.Driver.of(config)
+    group = sharding.seed_group_size(driver, None)
+    chunk_fn = _cached(("chunk", _functions(raw_agent), driver.batch_size, driver.chunk_size, group),
+                       lambda: chunk.make_chunk_fn(raw_agent, driver.batch_size, driver.chunk_size, group,
+                                                   per_seed_data=True))
     # The driver's own set-up and loop: lock, record check, checkpoint integrity, pre-emption.
-    run = training.set_up_runs(config, workdir, raw_agent, stats, seeds, hparams, labels, data, meta, chunk_fn,
-                               warm_start=warm_start_fn(config, deployed))
-    summary = training.train_runs(config, run, workdir, eval_fn, stop_after)
-    return {**summary, "meta": meta}
+    run = lifecycle.set_up_runs(config, workdir, raw_agent, grid, data, record, stats, chunk_fn,
+                                warm_start=warm_start_fn(config, deployed))
+    return training.train_runs(run, eval_fn, stop_after)
 
 
-def restore_final(config, datasets: List[List[Dataset]], workdir: str) -> Tuple[common.Agent, Any]:
-    """(agent, final agent states [S, 1]) of a finished round, read from its newest checkpoint."""
-    obs_dim, act_dim = datasets[0][0].obs_dim, datasets[0][0].act_dim
-    raw_agent = _agent(config, obs_dim, act_dim)
-    stats = pooled_stats(config, datasets)
-    sizes = [sum(d.size for d in ds) for ds in datasets]
-    seeds = seeds_of(config)
-    meta = _meta(config, obs_dim, act_dim, sizes)
-    # The restore needs only the state's shapes, dtypes and placement (the default device, where an
-    # eagerly built initial state would lie): abstract values, so nothing is run or compiled for them.
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                        jax.eval_shape(lambda: training.init_run_state(raw_agent, seeds, 1)))
-    checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
-    try:
-        restored = checkpointer.restore_latest(like, meta)
-    finally:
-        checkpointer.close()
-    if restored is None or restored[0] != int(config.num_updates):
-        raise checkpoint_lib.CheckpointError(f"{workdir}: round marked done but its final checkpoint is missing")
-    return common.with_obs_normalization(raw_agent, stats), restored[1].agent
+def restore_final(config, workdir: str) -> Tuple[common.Agent, Any]:
+    """(agent, final agent states [S, 1]) of a finished round, from its newest checkpoint (checksum-verified,
+    the round's own normalisation applied): `jaxmtf.policy.restore_run`, the one restore of a run directory."""
+    run = policy_lib.restore_run(workdir)
+    if run.step != int(config.num_updates):
+        raise checkpoint_lib.CheckpointError(f"{workdir}: round marked done but its newest checkpoint is at update "
+                                             f"{run.step}, expected the final one ({config.num_updates})")
+    return run.agent, run.states
 
 
 # ----------------------------------------------------------------- evaluation
@@ -492,9 +480,9 @@ def open_chain(config, workdir: str) -> None:
     existing chain whose record differs is refused naming the first changed field and its two values (its data
     and references were made with the saved settings); then config.json and the record are written."""
     os.makedirs(workdir, exist_ok=True)
-    record_path = os.path.join(workdir, training.RECORD_FILE)
+    record_path = os.path.join(workdir, record_lib.RECORD_FILE)
     if config.get("force_new_run", False):
-        rundir.force_new_run(workdir, ("round_*", REFERENCES_FILE, rundir.SUMMARY_FILE, training.RECORD_FILE,
+        rundir.force_new_run(workdir, ("round_*", REFERENCES_FILE, rundir.SUMMARY_FILE, record_lib.RECORD_FILE,
                                        rundir.CONFIG_FILE))
     record = chain_record(config)
     config_path = os.path.join(workdir, rundir.CONFIG_FILE)
@@ -504,7 +492,7 @@ def open_chain(config, workdir: str) -> None:
         checkpoint_lib.check_record({k: v for k, v in rundir.read_json(config_path).items()
                                      if k not in _NOT_IN_RECORD}, record, config_path)
     elif glob.glob(os.path.join(workdir, "round_*")) or os.path.exists(os.path.join(workdir, REFERENCES_FILE)):
-        raise ConfigError(f"progressive run '{workdir}': has rounds but no {training.RECORD_FILE} (made before "
+        raise ConfigError(f"progressive run '{workdir}': has rounds but no {record_lib.RECORD_FILE} (made before "
                           "chains kept one), expected a chain this code started; use a new --workdir or "
                           "--config.force_new_run=True")
     rundir.write_json(os.path.join(workdir, rundir.CONFIG_FILE), config.to_dict())
@@ -526,8 +514,7 @@ def _run_rounds(config, workdir: str, env_params, stop_after) -> Dict[str, Any]:
             """(agent, states [S, 1]) of round k-1 into `last`, from its checkpoint when not in memory."""
             nonlocal last
             if last is None:
-                last = restore_final(config, _training_sets(config, all_data, k - 1),
-                                     os.path.join(workdir, f"round_{k - 1}", "train"))
+                last = restore_final(config, os.path.join(workdir, f"round_{k - 1}", "train"))
             return last
 
         def behaviour(k=k):
@@ -566,8 +553,7 @@ def _run_rounds(config, workdir: str, env_params, stop_after) -> Dict[str, Any]:
                      np.round(record["collecting"]["undiscounted_return"], 2),
                      refs["production baseline"]["undiscounted_return"])
     if last is None:
-        last = restore_final(config, _training_sets(config, all_data, rounds),
-                             os.path.join(workdir, f"round_{rounds}", "train"))
+        last = restore_final(config, os.path.join(workdir, f"round_{rounds}", "train"))
     rundir.write_json(os.path.join(workdir, rundir.SUMMARY_FILE), {"rounds": evaluations, "references": refs})
     return {"finished": True, "rounds": evaluations, "references": refs, "agent": last[0], "state": last[1]}
 
