@@ -49,12 +49,9 @@ from jaxmtf.sim.notifications import policies as notification_policies
 from jaxmtf.sim.rollout import flatten_valid, rollout
 from jaxmtf.types import Dataset
 
-PIPELINES = (
-    "random", "baseline", "expert", "noisy_expert", "mixed", "exploration_box",
-    "final_buffer", "concurrent", "imitation",
-)  # the MTF simulator's
-_ONLINE_PIPELINES = ("final_buffer", "concurrent", "imitation")
-NOTIFICATION_PIPELINES = ("random", "epsilon_greedy", "softmax")  # the notification simulator's
+PIPELINES = registry.named("mtf").pipelines  # the MTF simulator's (every simulator's: its registry entry)
+_ONLINE_PIPELINES = ("final_buffer", "concurrent", "imitation")  # the MTF pipelines that train an online agent
+NOTIFICATION_PIPELINES = registry.named("notifications").pipelines
 
 
 # ----------------------------------------------------------------- the collection config's schema
@@ -101,7 +98,7 @@ def validate_config(config) -> None:
     """Refuses a bad collection config in one line (ConfigError naming the field) before anything runs."""
     schema.check_fields(config, CONFIG_FIELDS, "", ConfigError)
     simulator = config.get("simulator", "mtf")
-    known = NOTIFICATION_PIPELINES if simulator == "notifications" else PIPELINES
+    known = registry.named(simulator).pipelines
     if config.pipeline not in known:
         raise ConfigError(f"config field 'pipeline': got {config.pipeline!r}, expected one of {', '.join(known)} "
                           f"with simulator {simulator!r}{schema.nearest(config.pipeline, known)}")
@@ -205,7 +202,7 @@ def expert_policy(config, env_params: sim_env.EnvParams, key) -> Tuple[policies.
     raise ValueError(f"config field 'expert': unknown expert {config.expert!r} (known: switch, online)")
 
 
-def notification_behaviour(config, env_params) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
+def notification_behaviour(config, env_params, key=None) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
     """(policy, params, description) of a notification-simulator pipeline: discrete, around the rule."""
     n, name = env_params.num_actions, config.pipeline
     rule = notification_policies.default_rule_params()
@@ -224,9 +221,13 @@ def notification_behaviour(config, env_params) -> Tuple[policies.Policy, Any, Di
 
 
 def behaviour(config, env_params, key) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
-    """(policy, params, description) of the behaviour policy of a non-online pipeline."""
-    if registry.of(env_params).name == "notifications":
-        return notification_behaviour(config, env_params)
+    """(policy, params, description) of the behaviour policy of a non-online pipeline, for the simulator whose
+    parameters `env_params` are."""
+    return BEHAVIOURS[registry.of(env_params).name](config, env_params, key)
+
+
+def mtf_behaviour(config, env_params, key) -> Tuple[policies.Policy, Any, Dict[str, Any]]:
+    """(policy, params, description) of an MTF pipeline: around the baseline, the expert, or uniform."""
     A = sim_env.act_dim(env_params)
     sigma = jnp.float32(config.noise_sigma)
     baseline = sim_env.baseline_action(env_params)
@@ -252,6 +253,10 @@ def behaviour(config, env_params, key) -> Tuple[policies.Policy, Any, Dict[str, 
         return (mixture, params,
                 {"behaviour": f"0.5 uniform + 0.5 truncated N(expert, {config.noise_sigma})", **description})
     raise ValueError(f"config field 'pipeline': unknown pipeline {name!r} (known: {', '.join(PIPELINES)})")
+
+
+# The behaviour policies of each simulator's pipelines (registry.Environment.pipelines), by simulator name.
+BEHAVIOURS = {"mtf": mtf_behaviour, "notifications": notification_behaviour}
 
 
 def _has_density(policy_description: Dict[str, Any]) -> bool:

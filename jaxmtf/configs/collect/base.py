@@ -4,7 +4,7 @@ import ml_collections
 
 def get_base_config(pipeline: str) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.pipeline = pipeline  # one of jaxmtf.data.collect.PIPELINES (NOTIFICATION_PIPELINES for that simulator)
+    config.pipeline = pipeline  # one of the simulator's pipelines (jaxmtf.sim.registry: Environment.pipelines)
     config.simulator = "mtf"  # "mtf" (fusion sessions) or "notifications" (daily counts), (jaxmtf.sim.registry)
     config.seed = 0  # seed of users, behaviour noise and online training
     config.num_users = 2_000  # sessions logged (non-buffer pipelines)
