@@ -1,0 +1,1 @@
+"""A run directory and what it holds: the run record, logs, checkpoints, the workdir lock, provenance."""
