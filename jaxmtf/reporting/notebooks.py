@@ -2,7 +2,7 @@
 
     SCALE=full python -m jaxmtf.reporting.notebooks --inplace notebooks/0*.ipynb
 
-The kernel runs in the repository root (the notebooks read launch/configs) and inherits SCALE and
+The kernel runs in the repository root (the notebooks write runs/ there) and inherits SCALE and
 JAXMTF_RUNS_DIR (jaxmtf.workflows.study) from this process's environment.
 """
 import argparse
@@ -12,7 +12,7 @@ import time
 import nbformat
 from nbclient import NotebookClient
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 
 
 def execute(path: str, timeout: int = 3600, cwd: str = ROOT):

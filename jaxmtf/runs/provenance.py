@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional
 import jax
 
 PACKAGES = ("jaxmtf", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy", "ml-collections")
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout, when run from one
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout, if any
 
 
 def versions() -> Dict[str, Optional[str]]:
@@ -36,6 +36,8 @@ def git_state() -> Dict[str, Any]:
     def git(*args):
         return subprocess.run(["git", "-C", _ROOT, *args], capture_output=True, text=True, timeout=10)
 
+    if not os.path.exists(os.path.join(_ROOT, "setup.cfg")):  # an installed copy: its git, if any, is not ours
+        return {"commit": None, "dirty": None}
     try:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
