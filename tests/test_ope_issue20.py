@@ -166,6 +166,6 @@ def test_console_table_and_warnings():
     fqe = [line for line in lines if line.startswith("fqe ")]
     assert len(fqe) == 1 and fqe[0].split()[-1] == "-"  # no truth known; the per-seed row left out
     assert "wis: picks baseline (by estimate), baseline (by lower bound); top-1: true best 1.2" in text
-    assert "WARNING: wis of gaussian(0.2) of baseline: rests on 4.2 effective episodes" in text
+    assert "WARNING: gaussian(0.2) of baseline: wis (4.2) rest on fewer than 10 effective episodes" in text
     assert "WARNING: gaussian(0.2) of baseline: 30.0% of its actions fall outside the behaviour's support" in text
     assert len(report["warnings"]) == 2

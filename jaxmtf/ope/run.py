@@ -290,9 +290,7 @@ def evaluate(config, dataset: Dataset, env_params, workdir: str) -> Dict[str, An
     rows = _rows(labels, estimates, diagnostics, truth, config, int(config.fqe.num_seeds))
     _write_rows(os.path.join(workdir, "ope.jsonl"), rows)
     report = {"estimators": ope_report(rows, int(config.get("top_k", 3))), "seconds": stage.seconds,
-              "warnings": summary.warnings(rows)}
-    for line in report["warnings"]:
-        logging.warning("%s", line)
+              "warnings": summary.warnings(rows)}  # launch.ope prints them under its table
     if not has_is:
         report["refused"] = {"estimators": list(IS_ESTIMATORS + tuple(doubly_robust.ESTIMATORS)),
                              "reason": _missing_density_message()}

@@ -45,19 +45,23 @@ def table(rows) -> str:
 
 
 def warnings(rows) -> List[str]:
-    """One line per estimate on too few effective episodes and per policy acting outside the data's support."""
-    out, seen = [], set()
+    """One line per policy whose estimates rest on too few effective episodes (the estimators named, each with
+    its ESS) and one per policy acting outside the data's support."""
+    out, thin, outside = [], {}, {}
     for r in _mean_rows(rows):
         policy = r.get("evaluated_policy", r["policy"])
         ess = r.get("ess")
         if ess is not None and ess < MIN_EFFECTIVE_EPISODES:
-            out.append(f"{r['estimator']} of {policy}: rests on {ess:.1f} effective episodes (< "
-                       f"{MIN_EFFECTIVE_EPISODES:g}); its estimate and interval are unreliable")
-        outside = r.get("outside_support")
-        if outside is not None and outside > OUTSIDE_SUPPORT_WARNING and policy not in seen:
-            seen.add(policy)
-            out.append(f"{policy}: {outside:.1%} of its actions fall outside the behaviour's support; IS and DR "
-                       "miss that mass and FQE extrapolates there")
+            thin.setdefault(policy, []).append(f"{r['estimator']} ({ess:.1f})")
+        share = r.get("outside_support")
+        if share is not None and share > OUTSIDE_SUPPORT_WARNING:
+            outside[policy] = share
+    for policy, names in thin.items():
+        out.append(f"{policy}: {', '.join(names)} rest on fewer than {MIN_EFFECTIVE_EPISODES:g} effective episodes; "
+                   "those estimates and intervals are unreliable")
+    for policy, share in outside.items():
+        out.append(f"{policy}: {share:.1%} of its actions fall outside the behaviour's support; IS and DR miss that "
+                   "mass and FQE extrapolates there")
     return out
 
 
