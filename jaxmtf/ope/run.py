@@ -1,7 +1,9 @@
 """Every estimator on every policy in a few compiled programs: the OPE run behind `launch.ope`.
 
-1. The target policies act once on the dataset's states (`targets`): their
-   actions at s_t, at s_0 and at the logged states, and the log density of
+1. The evaluated policies (a deterministic target smoothed,
+   `targets.evaluated_group`) act once on the dataset's states: their
+   actions with weights at s_t, at s_0 and at the logged states (K draws,
+   or every discrete action with its probability), and the log density of
    the logged actions. Nothing of a policy runs after this.
 2. FQE trains for all policies x seeds in one driver program (`fit_fqe`),
    in `workdir/fqe`, a run directory that resumes like a training run.
@@ -9,7 +11,10 @@
    policies (`lax.map`), replicates (vmapped groups) and FQE seeds (vmapped).
 4. Rows: one per (estimator, policy, FQE seed); the FQE-based rows also come
    averaged over the FQE seeds (`fqe_seed` None), the rows that selection
-   and scoring use. With a simulator, each row carries the true value.
+   and scoring use. With a simulator, each row carries the true value of
+   the policy it estimates (and a deterministic target's unsmoothed one);
+   each row also says which policy it estimates and how much of that
+   policy's action mass lies outside the data's support (`support`).
 """
 import contextlib
 import os

@@ -16,12 +16,14 @@ A `PolicyGroup` is a `sim.policies.Policy` with its params stacked over the
 group's policies (a run directory is one group of S x H agents), so every
 group acts, gives log densities and is scored in the simulator by vmapped
 programs. Trained agents and static vectors are deterministic (point
-masses); IS needs a density, so for them the ratio uses a truncated
-Gaussian N(pi(s), sigma) on [-1, 1]^A of the configured `target_sigma`
-(written into every output row); discrete ones (greedy Q-learners, the
-notification rule) are made epsilon-greedy with `target_epsilon`, whose
-probabilities the same IS and marginalised IS code divides by. Stochastic
-policies (`random`, `noisy_switch`) use their exact densities.
+masses); IS needs a density, so OPE evaluates them smoothed
+(`evaluated_group`): a truncated Gaussian N(pi(s), sigma) on [-1, 1]^A of
+the configured `target_sigma` (written into every output row); discrete
+ones (greedy Q-learners, the notification rule) epsilon-greedy with
+`target_epsilon`. That one smoothed policy gives the ratios, FQE's next
+actions, V(s) and the truth, so every row estimates it (and names it,
+`evaluated_name`); the unsmoothed policy's truth is reported beside it.
+Stochastic policies (`random`, `noisy_switch`) are evaluated as they are.
 """
 import json
 import os
