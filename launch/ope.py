@@ -5,8 +5,7 @@
 
 Writes ope.jsonl, ope_report.json and the FQE run directory fqe/ into --workdir.
 """
-from absl import logging
-
+from jaxmtf.ope import summary
 from jaxmtf.ope.episodes import OPEDataError
 from jaxmtf.ope.targets import PolicySpecError
 from jaxmtf.workflows import pipeline
@@ -17,10 +16,10 @@ _CONFIG, _WORKDIR = common.define_config_and_workdir("OPE config file.",
 
 
 def evaluate() -> None:
+    """Runs OPE (FQE's progress lines come from the training driver on the console) and prints the table of
+    estimates, the picks and the warnings (jaxmtf.ope.summary)."""
     result = pipeline.ope_from_config(_CONFIG.value, _WORKDIR.value)
-    for name, entry in result["report"]["estimators"].items():
-        logging.info("%s: picks %s (by estimate), %s (by lower bound)", name,
-                     entry["selection"]["by_estimate"], entry["selection"]["by_lower_bound"])
+    summary.print_summary(result)
 
 
 def main(argv):

@@ -310,6 +310,8 @@ def test_fqe_target_by_hand():
     ("fqe.num_critics", 0, "config field 'fqe.num_critics': got 0"),
     ("fqe.num_updates", 1500, "config field 'num_updates': got 1500, expected a multiple of chunk_size=1000"),
     ("num_cell", 4, "did you mean 'num_cells'"),
+    ("top_k", 0, "config field 'top_k': got 0, expected an integer >= 1"),
+    ("support_threshold", 0.0, "config field 'support_threshold': got 0.0"),
 ])
 def test_bad_ope_config_is_named(field, value, message):
     from jaxmtf.configs import ope as ope_config

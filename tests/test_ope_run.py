@@ -68,22 +68,32 @@ def test_ope_rows_report_and_resume(logged):
         assert np.isfinite(r["true_discounted"]) and r["ci_low"] <= r["ci_high"]
         if r["estimator"] in ("fqe", "wis", "wpdis", "mis", "wdr"):
             assert np.isfinite(r["estimate"]), r
-        if r["estimator"] != "fqe":  # the smoothing width of deterministic targets is in every IS row
-            assert r["target_sigma"] == (None if r["policy"] == "noisy_switch(sigma=0.3)" else 0.2)
+        # Every row (FQE's too) estimates the smoothed policy of a deterministic target, and carries its width,
+        # that policy's truth and, apart, the unsmoothed policy's.
+        stochastic = r["policy"] == "noisy_switch(sigma=0.3)"
+        assert r["target_sigma"] == (None if stochastic else 0.2)
+        assert r["evaluated_policy"] == (r["policy"] if stochastic else f"gaussian(0.2) of {ope_run.policy_key(r)}")
+        assert ("true_discounted_unsmoothed" in r) == (not stochastic)
+        assert 0.0 <= r["outside_support"] <= 1.0
+        if r["estimator"] != "fqe":
             assert r["ess"] >= 1.0 - 1e-4
     report = json.load(open(os.path.join(workdir, "ope_report.json")))
     assert set(report["estimators"]) == ESTIMATORS and "fqe" in report["seconds"]
+    assert isinstance(report["warnings"], list)
     for entry in report["estimators"].values():
         assert entry["selection"]["by_lower_bound"] in names
         assert -1.0 <= entry["scores"]["spearman"] <= 1.0 and 0.0 <= entry["scores"]["coverage"] <= 1.0
         assert entry["selection"]["best_true_value"] >= entry["selection"]["true_value_by_estimate"]
+        scores = entry["scores"]
+        assert scores["top_k"] == 3 and scores["worst@3"] <= scores["mean@3"] <= scores["best@3"]
     # The FQE run directory resumes: a second fit restores its final checkpoint and trains nothing.
     metrics = open(os.path.join(workdir, "fqe", "metrics.jsonl")).read()
     dataset = dataset_lib.load(logged["dataset"])
     labels = json.load(open(os.path.join(workdir, "fqe", record_lib.RECORD_FILE)))["policies"]
     next_actions = np.zeros((5, dataset.size, 1, dataset.act_dim), np.float32)
+    next_weights = np.ones((5, dataset.size, 1), np.float32)
     with pytest.raises(Exception, match="checkpoint field 'data_fingerprint'"):  # other actions: refused
-        ope_run.fit_fqe(config, dataset, next_actions, labels, os.path.join(workdir, "fqe"))
+        ope_run.fit_fqe(config, dataset, next_actions, next_weights, labels, os.path.join(workdir, "fqe"))
     assert open(os.path.join(workdir, "fqe", "metrics.jsonl")).read() == metrics
 
 

@@ -27,6 +27,9 @@ def get_config():
     config.bootstrap_replicates = 500  # resamples of the episodes for every confidence interval
     config.ci_level = 0.95  # level of the percentile bootstrap intervals
     config.eval_users = 2_000  # simulated users that measure each policy's true value (0 = no truth)
+    config.top_k = 3  # k of the scores best@k, worst@k, mean@k, regret@k: the k policies an estimator ranks highest
+    # support without a logged centre: behaviour density below this times the uniform density of the action space
+    config.support_threshold = 0.1
     fqe = config.fqe = ml_collections.ConfigDict()  # Fitted Q Evaluation: d3rlpy's FQEConfig but where said
     fqe.num_seeds = 2  # FQE critics trained per policy (seeds vmapped in one program; rows also give their mean)
     fqe.seed = 0  # first FQE seed
@@ -40,8 +43,9 @@ def get_config():
     fqe.hidden_dims = (256, 256)  # critic MLP (d3rlpy's default encoder)
     fqe.num_critics = 1  # critics per FQE model (d3rlpy's n_critics)
     fqe.target_update_interval = 20  # hard copy of the critic into its target every this many updates (d3rlpy: 100)
-    # draws of a stochastic target's action per state (unbiased at 1; copies for deterministic ones)
-    fqe.num_action_samples = 1
+    # draws per state of the evaluated policy's action for FQE's target and V(s) (their mean; a deterministic
+    # target is smoothed first; discrete actions use the exact sum over actions instead)
+    fqe.num_action_samples = 8
     fqe.checkpoint_every = 5_000  # updates between checkpoints of the FQE run directory
     fqe.keep_checkpoints = 2  # FQE checkpoints kept
     fqe.eval_every = 0  # the driver's evaluation hook: unused by FQE

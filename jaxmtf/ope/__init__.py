@@ -7,7 +7,9 @@
     fqe.py            Fitted Q Evaluation, run by the training driver
     bootstrap.py      percentile intervals over episodes, vmapped
     targets.py        the policies to evaluate: run directories, static vectors, named
-    scoring.py        estimators against the truth (DOPE's metrics) and conservative selection
+    scoring.py        estimators against the truth (DOPE's metrics, SCOPE-RL's top-k) and conservative selection
+    support.py        the share of a target's actions outside the behaviour's support
+    summary.py        the console table and warnings of `launch.ope`
     config.py         the OPE config's fields, validated before anything is built
     run.py            all of it on all policies: what `launch.ope` runs
 """

@@ -21,6 +21,8 @@ OPE_FIELDS = {
     "bootstrap_replicates": schema.integer(2),
     "ci_level": schema.real(0, 1, lo_open=True, hi_open=True),
     "eval_users": schema.integer(0),
+    "top_k": schema.integer(1, required=False),  # default 3
+    "support_threshold": schema.real(0, lo_open=True, required=False),  # default 0.1
     "fqe": schema.Field(lambda v: hasattr(v, "items"), "a ConfigDict of FQE's fields"),
 }
 

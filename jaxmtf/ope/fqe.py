@@ -7,6 +7,8 @@ next state, against a target network:
     L    = mean_B (Q(s_tm1, a_tm1) - y_t)^2
     V^pi = mean_i mean_k Q(s_0^i, a_0^{i,k}),                     a_0^{i,k} ~ pi_e(s_0^i)
 
+(discrete actions: the exact sum_a pi_e(a|s) Q(s, a) in place of mean_k)
+
 d3rlpy's defaults: one critic MLP 256-256 (ReLU, torch init), Adam lr 1e-4,
 batch 100, gamma 0.99, the target network copied (hard update) every 100
 gradient steps, MSE loss for continuous actions. jaxmtf/configs/ope.py keeps
@@ -18,9 +20,12 @@ How it runs: the training driver's compiled chunk (`chunk.make_chunk_fn`)
 with FQE as its "agent", so FQE is one program vmapped over seeds AND target
 policies: the policies are the driver's hparam axis. The target policy's
 actions are precomputed once per policy (`next_actions` [N, K, A]: K draws
-at every s_t of the dataset; K copies of one action for a deterministic
-target) and travel in the hparams; each batch carries its row numbers to
-index them. So any policy, of any network or none (a static vector), is
+at every s_t of the dataset, with `next_weights` [N, K] = 1/K; for discrete
+actions every action with its probability, so the expectation is exact) and
+travel in the hparams; each batch carries its row numbers to index them.
+The target is the policy OPE evaluates: a deterministic one smoothed as the
+importance ratios smooth it (ope/targets.py `evaluated_group`), so that DR's
+model and weights are of one policy. So any policy, of any network or none (a static vector), is
 evaluated by the same program, and nothing of the policy runs in the loop.
 K fixed draws per row make each regression target noisy, not biased: the
 noise averages out over the rows of the regression.
@@ -28,9 +33,9 @@ noise averages out over the rows of the regression.
 Discrete actions (a dataset with `num_actions`): the critic is a discrete
 head, one value per action (networks.EnsembleDiscreteCritic, d3rlpy's
 DiscreteFQE), and the target reads Q'(s_t, .) at the target policy's
-actions: y_t = r_t + gamma (1 - terminal_t) mean_k Q'(s_t, a_t^k), with
-a_t^k integers [N, K]; for a greedy target, K copies of argmax, so the
-target is exact. d3rlpy's DiscreteFQE also regresses with the Huber loss
+actions: y_t = r_t + gamma (1 - terminal_t) sum_a pi(a|s_t) Q'(s_t, a), the
+exact sum over the n actions (next_actions [N, n] integers, next_weights
+[N, n] their probabilities). d3rlpy's DiscreteFQE also regresses with the Huber loss
 (its discrete Q-functions' default); the MSE is kept here for both, so the
 two action spaces' estimates differ only by the critic's head.
 
@@ -90,18 +95,22 @@ def fqe_data(dataset) -> FQEData:
     )
 
 
-def expected_q(q_fn, obs, actions):
-    """mean over critics and the K sampled actions of Q(s, a^k): obs [B, obs], actions [B, K, A] (discrete:
-    [B, K] integers) -> [B]."""
+def expected_q(q_fn, obs, actions, weights=None):
+    """sum_k weights_k Q(s, a^k), averaged over critics: obs [B, obs], actions [B, K, A] (discrete: [B, K]
+    integers), weights [B, K] (None: 1/K each, the mean over K samples) -> [B]."""
     chex.assert_equal_shape_prefix([obs, actions], 1)
     k = actions.shape[1]
-    q = q_fn(common.repeat_samples(obs, k), actions)  # [C, B, K]
-    return jnp.mean(q, axis=(0, 2))
+    q = jnp.mean(q_fn(common.repeat_samples(obs, k), actions), axis=0)  # [B, K]
+    if weights is None:
+        return jnp.mean(q, axis=1)
+    chex.assert_equal_shape([q, weights])
+    return jnp.sum(weights * q, axis=1)
 
 
-def fqe_target(critic_target_fn, batch: FQEData, next_actions, discount):
-    """y_t = r_t + gamma (1 - terminal_t) E_k Q'(s_t, a_t^k), the target policy's actions at s_t."""
-    v_t = expected_q(critic_target_fn, batch.next_observations, next_actions)
+def fqe_target(critic_target_fn, batch: FQEData, next_actions, discount, next_weights=None):
+    """y_t = r_t + gamma (1 - terminal_t) sum_k w_k Q'(s_t, a_t^k), the target policy's actions at s_t with
+    their weights (1/K for K samples; pi(a|s_t) for every discrete action: the exact expectation)."""
+    v_t = expected_q(critic_target_fn, batch.next_observations, next_actions, next_weights)
     return common.td_target(batch.rewards, discount, batch.terminals, v_t)
 
 
@@ -124,7 +133,9 @@ def make_fqe(config, obs_dim: int, act_dim: int, num_actions: int = 0) -> FQE:
         del key  # FQE is deterministic given the batch
         # --- critic: regress on the target policy's bootstrapped value ---
         next_actions = hparams["next_actions"][batch.rows]  # [B, K, A]
-        y = fqe_target(partial(critic_net.apply, state.critic_target), batch, next_actions, hparams["discount"])
+        next_weights = hparams["next_weights"][batch.rows] if "next_weights" in hparams else None  # [B, K]
+        y = fqe_target(partial(critic_net.apply, state.critic_target), batch, next_actions, hparams["discount"],
+                       next_weights)
         critic, critic_opt, loss, q_tm1 = common.apply_gradients(
             optimizer, lambda c: common.critic_loss(partial(critic_net.apply, c), batch, y), state.critic,
             state.critic_opt,
@@ -149,15 +160,18 @@ class _DiscreteAsCritic(networks.EnsembleDiscreteCritic):
         return q_at(q, action)
 
 
-def values(fqe: FQE, states, obs, actions):
-    """E_k Q(s, a^k) of every (seed, policy) run: states [S, P], obs [M, obs], actions [P, M, K, A] -> [S, P, M]."""
+def values(fqe: FQE, states, obs, actions, weights=None):
+    """V(s) = sum_k w_k Q(s, a^k) of every (seed, policy) run: states [S, P], obs [M, obs], actions [P, M, K, A],
+    weights [P, M, K] (None: the mean over K) -> [S, P, M]."""
     axes = common.agent_axes(states)
+    if weights is None:
+        weights = jnp.full(actions.shape[:3], 1.0 / actions.shape[2], jnp.float32)
 
-    def one(state, policy_actions):
-        return expected_q(partial(fqe.q_values, state), obs, policy_actions)
+    def one(state, policy_actions, policy_weights):
+        return expected_q(partial(fqe.q_values, state), obs, policy_actions, policy_weights)
 
-    over_policies = jax.vmap(one, in_axes=(axes, 0))
-    return jax.vmap(over_policies, in_axes=(axes, None))(states, actions)
+    over_policies = jax.vmap(one, in_axes=(axes, 0, 0))
+    return jax.vmap(over_policies, in_axes=(axes, None, None))(states, actions, weights)
 
 
 def logged_q(fqe: FQE, states, obs, actions):

@@ -101,3 +101,17 @@ def marginalized_is(episodes: Episodes, cells, log_ratio, gamma, counts, num_cel
 
     _, reward_t = jax.lax.scan(forward, d0, (transition, mean_reward))
     return jnp.sum(discounts(episodes.horizon, gamma) * reward_t)
+
+
+def per_step_effective_sample_size(episodes: Episodes, log_ratio) -> jax.Array:
+    """The ESS of MIS's one-step ratios: Kish's (sum w)^2 / sum w^2 at every step over the episodes still live
+    there, averaged over the steps with a live episode. An ended episode's padded steps (ratio 1) are not
+    samples of that step and are left out (issue 20: counting them inflated the ESS of late steps)."""
+    live = episodes.mask > 0
+    masked = jnp.where(live, log_ratio, -jnp.inf)
+    shift = jnp.max(masked, axis=0, keepdims=True)
+    w = jnp.where(live, jnp.exp(masked - jnp.where(jnp.isfinite(shift), shift, 0.0)), 0.0)  # [E, T]
+    num, den = jnp.sum(w, axis=0) ** 2, jnp.sum(w**2, axis=0)
+    has_live = jnp.any(live, axis=0) & (den > 0)
+    ess = jnp.where(has_live, num / jnp.where(has_live, den, 1.0), 0.0)
+    return jnp.sum(ess) / jnp.maximum(jnp.sum(has_live), 1)

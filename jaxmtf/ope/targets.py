@@ -16,12 +16,14 @@ A `PolicyGroup` is a `sim.policies.Policy` with its params stacked over the
 group's policies (a run directory is one group of S x H agents), so every
 group acts, gives log densities and is scored in the simulator by vmapped
 programs. Trained agents and static vectors are deterministic (point
-masses); IS needs a density, so for them the ratio uses a truncated
-Gaussian N(pi(s), sigma) on [-1, 1]^A of the configured `target_sigma`
-(written into every output row); discrete ones (greedy Q-learners, the
-notification rule) are made epsilon-greedy with `target_epsilon`, whose
-probabilities the same IS and marginalised IS code divides by. Stochastic
-policies (`random`, `noisy_switch`) use their exact densities.
+masses); IS needs a density, so OPE evaluates them smoothed
+(`evaluated_group`): a truncated Gaussian N(pi(s), sigma) on [-1, 1]^A of
+the configured `target_sigma` (written into every output row); discrete
+ones (greedy Q-learners, the notification rule) epsilon-greedy with
+`target_epsilon`. That one smoothed policy gives the ratios, FQE's next
+actions, V(s) and the truth, so every row estimates it (and names it,
+`evaluated_name`); the unsmoothed policy's truth is reported beside it.
+Stochastic policies (`random`, `noisy_switch`) are evaluated as they are.
 """
 import json
 import os
@@ -227,23 +229,61 @@ def sample_actions(group: PolicyGroup, obs, key, num_samples: int):
     return _over_group(group, one, obs, keys)
 
 
-def target_log_prob(group: PolicyGroup, obs, actions, target_sigma: float, num_actions: int = 0,
-                    target_epsilon: float = 0.1):
-    """[G, M]: log density of the logged actions; a point mass is smoothed by a truncated N(pi(s), target_sigma),
-    or for discrete actions (`num_actions` > 0) made epsilon-greedy with `target_epsilon` (a log probability)."""
+def evaluated_group(group: PolicyGroup, target_sigma: float, num_actions: int = 0,
+                    target_epsilon: float = 0.1) -> PolicyGroup:
+    """The policies every estimator estimates: a stochastic group as it is; a point mass smoothed by a
+    truncated N(pi(s), target_sigma) on the box, or for discrete actions (`num_actions` > 0) made
+    epsilon-greedy with `target_epsilon`. One policy for the ratios, FQE's next actions, V(s) and the truth
+    (issue 20: DR mixed the smoothed weights with a model of the unsmoothed policy)."""
     if group.stochastic:
-        policy, wrap = group.policy, lambda p: p
-    elif num_actions:
+        return group
+    if num_actions:
         policy = policies.epsilon_greedy(group.policy, num_actions)
-        wrap = lambda p: {"base": p, "epsilon": jnp.float32(target_epsilon)}  # noqa: E731
+        params = {"base": group.params, "epsilon": jnp.full((group.size,), target_epsilon, jnp.float32)}
     else:
         policy = policies.gaussian_policy(group.policy, mode="truncate")
-        wrap = lambda p: {"base": p, "sigma": jnp.float32(target_sigma)}  # noqa: E731
+        params = {"base": group.params, "sigma": jnp.full((group.size,), target_sigma, jnp.float32)}
+    return PolicyGroup(group.labels, policy, params, True)
+
+
+def evaluated_name(name: str, stochastic: bool, target_sigma: float, num_actions: int = 0,
+                   target_epsilon: float = 0.1) -> str:
+    """What a row estimates, in words: the policy itself, "gaussian(0.2) of X" or "epsilon-greedy 0.1 of X"."""
+    if stochastic:
+        return name
+    return f"epsilon-greedy {target_epsilon:g} of {name}" if num_actions else f"gaussian({target_sigma:g}) of {name}"
+
+
+def target_log_prob(group: PolicyGroup, obs, actions, target_sigma: float, num_actions: int = 0,
+                    target_epsilon: float = 0.1):
+    """[G, M]: log density (discrete: log probability) of the logged actions under the evaluated policies
+    (`evaluated_group`: a point mass smoothed)."""
+    group = evaluated_group(group, target_sigma, num_actions, target_epsilon)
 
     def one(params, obs, actions):
-        return jax.vmap(lambda o, a: policy.log_prob(wrap(params), o, a))(obs, actions)
+        return jax.vmap(lambda o, a: group.policy.log_prob(params, o, a))(obs, actions)
 
     return _over_group(group, one, obs, actions)
+
+
+def action_weights(group: PolicyGroup, obs, key, num_samples: int, num_actions: int = 0):
+    """(actions, weights) with E_{a ~ pi(s)} f(a) = sum_k weights[k] f(actions[k]), for every policy of a
+    stochastic (e.g. evaluated) group at every observation.
+
+    Discrete actions: every action with its probability, [G, M, n] each: the exact sum over actions.
+    Continuous: `num_samples` draws with weight 1/K each: actions [G, M, K, A], weights [G, M, K].
+    """
+    if num_actions:
+        all_actions = jnp.arange(num_actions, dtype=jnp.int32)
+
+        def one(params, obs):
+            return jax.vmap(lambda o: jax.vmap(lambda a: group.policy.log_prob(params, o, a))(all_actions))(obs)
+
+        probs = jnp.exp(_over_group(group, one, obs))
+        probs = probs / jnp.sum(probs, axis=-1, keepdims=True)  # sums to 1 up to rounding already
+        return jnp.broadcast_to(all_actions, probs.shape), probs
+    actions = sample_actions(group, obs, key, num_samples)
+    return actions, jnp.full(actions.shape[:3], 1.0 / num_samples, jnp.float32)
 
 
 def true_values(group: PolicyGroup, env_params, key, num_users: int, discount: float) -> Dict[str, np.ndarray]:
