@@ -14,6 +14,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.eval_every = 10_000  # updates between evaluations (multiple of chunk_size; 0 = never)
     config.eval_users = 512  # simulated users per evaluation of each run (the same users for every run)
     config.eval_discount = 0.99  # discount of the evaluated discounted return
+    config.eval_episodes = 10  # episodes per evaluation of each run in a minari: dataset's environment
     config.checkpoint_every = 10_000  # updates between orbax checkpoints (multiple of chunk_size)
     # most recent checkpoints kept on disk (>= 1; older ones are the fallback of a corrupt one)
     config.keep_checkpoints = 3

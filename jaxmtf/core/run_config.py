@@ -39,6 +39,7 @@ DRIVER_FIELDS = {
     "eval_every": schema.integer(0, required=False),
     "eval_users": schema.integer(1, required=False),
     "eval_discount": schema.real(0, 1, required=False),
+    "eval_episodes": schema.integer(1, required=False),
     "checkpoint_every": schema.integer(0, required=False),
     # At least one: a run must leave a checkpoint to resume from (0 finished with none).
     "keep_checkpoints": schema.integer(1, required=False),
