@@ -51,7 +51,7 @@ class RunSetup(NamedTuple):
 
 # What a force_new_run start deletes: everything the driver writes, and nothing else.
 _RUN_FILES = ("config.json", RECORD_FILE, NORMALIZATION_FILE, "metrics*.jsonl", "eval*.jsonl", "summary*.json",
-              "checkpoints", "checkpoints.corrupt", "tensorboard*")
+              "checkpoints", "checkpoints.corrupt", "tensorboard*", "wandb")
 
 
 def set_up_runs(config, workdir: str, raw_agent, grid: RunGrid, data, record: Dict[str, Any], stats=None,
