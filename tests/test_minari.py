@@ -97,6 +97,20 @@ def test_minari_dataset_is_evaluated_in_its_environment(pendulum_dataset, tmp_pa
     assert final["undiscounted_return"] == pytest.approx(total / 2, rel=1e-4)
 
 
+def test_dataset_reference_scores_are_the_fallback(pendulum_dataset, tmp_path):
+    from jaxmtf.core import gym_evaluation
+
+    assert gym_evaluation.dataset_reference_scores(minari.load_dataset(pendulum_dataset)) is None
+    env = minari.DataCollector(gym.make("Pendulum-v1", max_episode_steps=5))
+    env.reset(seed=0)
+    for _ in range(5):
+        env.step(env.action_space.sample())
+    env.create_dataset("jaxmtftest/pendulum-refs-v0", ref_min_score=-900.0, ref_max_score=-150.0)
+    source = minari.load_dataset("jaxmtftest/pendulum-refs-v0")
+    assert gym_evaluation.dataset_reference_scores(source) == (-900.0, -150.0)
+    assert gym_evaluation.normalized_score(-525.0, -900.0, -150.0) == pytest.approx(50.0)
+
+
 def test_reference_scores_come_in_pairs():
     from conftest import small_config
 

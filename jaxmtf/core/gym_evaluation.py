@@ -13,7 +13,9 @@ environment's Box, the inverse of `data.from_minari`'s rescale.
 Reported per run (eval.jsonl): ``undiscounted_return``, ``discounted_return``
 (``eval_discount``), ``episode_length`` (means over the episodes), and with
 reference scores ``normalized_score = 100 (return - ref_min_score) /
-(ref_max_score - ref_min_score)`` (D4RL's normalised score).
+(ref_max_score - ref_min_score)`` (D4RL's normalised score). The reference
+scores are the config's ``ref_min_score`` / ``ref_max_score``, else the
+dataset's own (Minari records them in its metadata when it has them).
 """
 from typing import Callable, Dict, Optional, Tuple
 
@@ -83,10 +85,20 @@ def normalized_score(returns, ref_min: float, ref_max: float):
     return 100.0 * (np.asarray(returns, np.float64) - ref_min) / (ref_max - ref_min)
 
 
+def dataset_reference_scores(source) -> Optional[Tuple[float, float]]:
+    """(ref_min_score, ref_max_score) from a Minari dataset's metadata, None unless it records both."""
+    metadata = getattr(getattr(source, "storage", None), "metadata", None) or {}
+    lo, hi = metadata.get("ref_min_score"), metadata.get("ref_max_score")
+    if lo is None or hi is None or not float(hi) > float(lo):
+        return None
+    return float(lo), float(hi)
+
+
 def make_minari_eval_fn(dataset_id: str, num_episodes: int, discount: float,
                         reference_scores: Optional[Tuple[float, float]] = None, seed: int = 12345) -> Callable:
     """The training driver's hook for a Minari dataset (an id or a data directory):
-    eval_fn(agent, agent_states, step) -> {metric: [S, H]} in the dataset's recovered environment."""
+    eval_fn(agent, agent_states, step) -> {metric: [S, H]} in the dataset's recovered environment.
+    `reference_scores` None: the dataset's own, if it records them."""
     import gymnasium as gym
 
     from jaxmtf.data.minari_import import _open
@@ -98,6 +110,8 @@ def make_minari_eval_fn(dataset_id: str, num_episodes: int, discount: float,
     low = np.asarray(space.low, np.float64).reshape(-1)
     high = np.asarray(space.high, np.float64).reshape(-1)
     make_env = lambda: source.recover_environment(eval_env=True)  # noqa: E731
+    if reference_scores is None:
+        reference_scores = dataset_reference_scores(source)
     cache: Dict[int, Callable] = {}
 
     def eval_fn(agent, agent_states, step):
