@@ -84,6 +84,8 @@ def test_scalars_of_tags_runs_and_means():
                {"step": 5, "seed": 2, "hparam_index": 0, "loss": None, "diverged_at_step": 3}]
     assert writers.scalars_of("train", records) == {"train/loss/seed0/h0": 1.0, "train/loss/seed1/h0": 3.0,
                                                     "train/loss/mean": 2.0}
+    swept = [{**r, "alpha": 2.5} for r in records]  # a swept hparam's value labels the run: not a scalar
+    assert writers.scalars_of("train", swept, labels=["alpha"]) == writers.scalars_of("train", records)
 
 
 def test_training_run_sends_eval_returns_to_the_writers(fakes, tiny_dataset, tmp_path):

@@ -92,6 +92,7 @@ def set_up_runs(config, workdir: str, raw_agent, grid: RunGrid, data, record: Di
         saved_summary = _finished_summary(driver, workdir, step)
         logger, checkpointer = _open_run_dir(config, driver, workdir, stats, record, step, checkpointer,
                                              saved_summary is None)
+        logger.label_keys = {name for label in grid.labels for name in label}
     except BaseException:
         if checkpointer is not None:
             checkpointer.close()

@@ -178,6 +178,7 @@ class RunLogger:
         self._name = lambda filename: process_file(filename, process_index, process_count)
         os.makedirs(workdir, exist_ok=True)
         self.writers = list(writers)
+        self.label_keys: set = set()  # the swept hparams' names: labels of a record, not scalars to write
         if use_tensorboard and not any(isinstance(w, writers_lib.TensorBoardWriter) for w in self.writers):
             self.writers.append(writers_lib.TensorBoardWriter(os.path.join(workdir, self._name("tensorboard"))))
 
@@ -189,7 +190,7 @@ class RunLogger:
     def _write(self, prefix: str, records: List[dict]) -> None:
         if not self.writers or not records:
             return
-        scalars = writers_lib.scalars_of(prefix, records)
+        scalars = writers_lib.scalars_of(prefix, records, self.label_keys)
         for writer in self.writers:
             writer.write_scalars(int(records[0]["step"]), scalars)
 

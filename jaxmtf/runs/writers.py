@@ -163,15 +163,16 @@ def close_all(writers: Iterable[MetricWriter]) -> None:
         writer.close()
 
 
-def scalars_of(prefix: str, records: List[dict]) -> Dict[str, float]:
+def scalars_of(prefix: str, records: List[dict], labels: Iterable[str] = ()) -> Dict[str, float]:
     """One logging call's records (one per run, all of one step) as tagged scalars: per run and the runs' mean
-    (finite values only; labels and non-numbers left out)."""
+    (finite values only; the run labels, the swept hparams' names `labels` and non-numbers left out)."""
+    skip = set(_LABELS) | set(labels)
     scalars: Dict[str, float] = {}
     by_metric: Dict[str, List[float]] = {}
     for r in records:
         tag = f"seed{r.get('seed', 0)}/h{r.get('hparam_index', 0)}"
         for k, v in r.items():
-            if k in _LABELS or isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+            if k in skip or isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
                 continue
             v = float(v)
             if not math.isfinite(v):
