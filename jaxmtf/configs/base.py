@@ -14,11 +14,21 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.eval_every = 10_000  # updates between evaluations (multiple of chunk_size; 0 = never)
     config.eval_users = 512  # simulated users per evaluation of each run (the same users for every run)
     config.eval_discount = 0.99  # discount of the evaluated discounted return
+    config.eval_episodes = 10  # episodes per evaluation of each run in a minari: dataset's environment
     config.checkpoint_every = 10_000  # updates between orbax checkpoints (multiple of chunk_size)
     # most recent checkpoints kept on disk (>= 1; older ones are the fallback of a corrupt one)
     config.keep_checkpoints = 3
     config.normalize_observations = False  # standardise states with dataset mean and std + 1e-3
-    config.tensorboard = False  # also write TensorBoard summaries (needs jaxmtf[tensorboard])
+    config.tensorboard = False  # also write TensorBoard summaries (needs jaxmtf[tensorboard]); = writers "tensorboard"
+    # Metric writers besides the JSONL files (which stay the record), comma-separated:
+    # "tensorboard" (jaxmtf[tensorboard]), "wandb" (jaxmtf[wandb]); e.g. "tensorboard,wandb".
+    config.writers = ""
+    config.wandb_project = "jaxmtf"  # the Weights & Biases project of the "wandb" writer
+    # The "wandb" writer's mode: "offline" (files under workdir/wandb, `wandb sync` uploads them), "online", "disabled".
+    config.wandb_mode = "offline"
+    # Minari datasets: an evaluation's returns D4RL-normalised, 100 (r - min) / (max - min), when both are given.
+    config.ref_min_score = ml_collections.config_dict.placeholder(float)
+    config.ref_max_score = ml_collections.config_dict.placeholder(float)
     config.shard_runs = True  # split the seeds (or settings) over all devices (of every process, multi-host)
     # Seeds vmapped at a time, groups looped inside the compiled chunk: 0 = all at once;
     # None (auto) = 2 on a CPU (keeps one seed's throughput), all at once on GPU/TPU.

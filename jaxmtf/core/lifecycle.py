@@ -19,6 +19,7 @@ from jaxmtf.core.run_config import ConfigError, Driver, RunGrid
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.runs import checkpoint as checkpoint_lib
 from jaxmtf.runs import rundir, workdir_lock
+from jaxmtf.runs import writers as writers_lib
 from jaxmtf.runs.record import NORMALIZATION_FILE, RECORD_FILE
 from jaxmtf.types import Transition
 
@@ -50,7 +51,7 @@ class RunSetup(NamedTuple):
 
 # What a force_new_run start deletes: everything the driver writes, and nothing else.
 _RUN_FILES = ("config.json", RECORD_FILE, NORMALIZATION_FILE, "metrics*.jsonl", "eval*.jsonl", "summary*.json",
-              "checkpoints", "checkpoints.corrupt", "tensorboard*")
+              "checkpoints", "checkpoints.corrupt", "tensorboard*", "wandb")
 
 
 def set_up_runs(config, workdir: str, raw_agent, grid: RunGrid, data, record: Dict[str, Any], stats=None,
@@ -91,6 +92,7 @@ def set_up_runs(config, workdir: str, raw_agent, grid: RunGrid, data, record: Di
         saved_summary = _finished_summary(driver, workdir, step)
         logger, checkpointer = _open_run_dir(config, driver, workdir, stats, record, step, checkpointer,
                                              saved_summary is None)
+        logger.label_keys = {name for label in grid.labels for name in label}
     except BaseException:
         if checkpointer is not None:
             checkpointer.close()
@@ -221,7 +223,8 @@ def _open_run_dir(config, driver: Driver, workdir, stats, record, step, checkpoi
         checkpointer.quarantine(checkpointer.skipped, process)
         sharding.sync("jaxmtf_quarantine")  # moved by process 0 before any process re-lists the steps
         checkpointer.reload()
-    logger = rundir.RunLogger(workdir, write and driver.tensorboard, process, num_processes)
+    logger = rundir.RunLogger(workdir, process_index=process, process_count=num_processes,
+                              writers=_open_writers(config, driver, workdir) if write and process == 0 else ())
     if write:
         logger.truncate_after(step)
     if step:
@@ -231,3 +234,13 @@ def _open_run_dir(config, driver: Driver, workdir, stats, record, step, checkpoi
             os.path.join(workdir, "checkpoints"), max_to_keep=driver.keep_checkpoints
         )
     return logger, checkpointer
+
+
+def _open_writers(config, driver: Driver, workdir: str) -> List[writers_lib.MetricWriter]:
+    """The metric writers of `writers` (and `tensorboard`), opened by the process that writes the run directory:
+    every progress line's and evaluation's scalars go to them too (the JSONL files stay the record)."""
+    names = writers_lib.parse_writers(driver.writers) + (["tensorboard"] if driver.tensorboard else [])
+    if not names:
+        return []
+    return writers_lib.open_writers(names, workdir, wandb_project=driver.wandb_project, wandb_mode=driver.wandb_mode,
+                                    config=config.to_dict() if hasattr(config, "to_dict") else dict(config))

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from jaxmtf import agents, schema
 from jaxmtf.agents import common
+from jaxmtf.runs import writers as writers_lib
 
 
 class ConfigError(ValueError):
@@ -38,11 +39,18 @@ DRIVER_FIELDS = {
     "eval_every": schema.integer(0, required=False),
     "eval_users": schema.integer(1, required=False),
     "eval_discount": schema.real(0, 1, required=False),
+    "eval_episodes": schema.integer(1, required=False),
     "checkpoint_every": schema.integer(0, required=False),
     # At least one: a run must leave a checkpoint to resume from (0 finished with none).
     "keep_checkpoints": schema.integer(1, required=False),
     "normalize_observations": schema.boolean(required=False),
     "tensorboard": schema.boolean(required=False),
+    "writers": schema.Field(lambda v: isinstance(v, str), "a comma-separated string of writer names "
+                            f"from {list(writers_lib.KNOWN_WRITERS)} ('' for none)", False),
+    "wandb_project": schema.string(required=False),
+    "wandb_mode": schema.choice(writers_lib.WANDB_MODES, required=False),
+    "ref_min_score": schema.optional(schema.real()),
+    "ref_max_score": schema.optional(schema.real()),
     "shard_runs": schema.boolean(required=False),
     "seed_group_size": schema.optional(schema.integer(0)),
     "sweep": schema.Field(_sweep_like, "a string 'name=v1,v2;other=v3' or a mapping name -> values", False),
@@ -62,6 +70,31 @@ def validate_config(config) -> None:
     if int(config.seed) + int(config.num_seeds) - 1 > 2**32 - 1:
         raise ConfigError(f"config field 'seed': got {config.seed}, expected seed + num_seeds - 1 <= {2**32 - 1}")
     check_sweep_values(config)
+    writers_field(config)
+    reference_scores(config)
+
+
+def writers_field(config) -> List[str]:
+    """The writers the config asks for (`writers`, and "tensorboard" for `tensorboard=True`), each known and
+    installed; a ConfigError names the field, the nearest known name or the package to install."""
+    names = writers_lib.check_writers(config.get("writers", ""), ConfigError)
+    if config.get("tensorboard", False) and "tensorboard" not in names:
+        names += writers_lib.check_writers("tensorboard", ConfigError, field="tensorboard")
+    return names
+
+
+def reference_scores(config) -> Optional[Tuple[float, float]]:
+    """(ref_min_score, ref_max_score) for the D4RL-normalised score, None when not both are given."""
+    lo, hi = config.get("ref_min_score", None), config.get("ref_max_score", None)
+    if lo is None and hi is None:
+        return None
+    if lo is None or hi is None:
+        missing = "ref_min_score" if lo is None else "ref_max_score"
+        raise ConfigError(f"config field '{missing}': got None, expected a number (the normalised score needs both "
+                          "ref_min_score and ref_max_score)")
+    if not float(hi) > float(lo):
+        raise ConfigError(f"config field 'ref_max_score': got {hi}, expected a number > ref_min_score={lo}")
+    return float(lo), float(hi)
 
 
 def check_chunk_multiples(config) -> None:
@@ -190,6 +223,9 @@ class Driver:
     keep_checkpoints: int = 3
     normalize_observations: bool = False
     tensorboard: bool = False
+    writers: str = ""  # comma-separated metric writers (jaxmtf.runs.writers)
+    wandb_project: str = "jaxmtf"
+    wandb_mode: str = "offline"
     shard_runs: bool = True
     seed_group_size: Optional[int] = None  # None: automatic (sharding.seed_group_size)
     force_new_run: bool = False

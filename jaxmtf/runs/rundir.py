@@ -1,7 +1,8 @@
 """Run-directory writers: config.json, metrics.jsonl, eval.jsonl, summary.json.
 
 JSONL is always written (one JSON object per logged step, seed and hparam
-setting); TensorBoard (tensorboardX) is optional. Non-finite floats are
+setting) and is the canonical record; TensorBoard and Weights & Biases are
+optional writers of the same scalars (`jaxmtf.runs.writers`). Non-finite floats are
 written as null so every line is strict JSON. In a run of several processes
 (multi-host), each process writes the records of the runs it holds to its
 own files, `metrics.process{i}.jsonl` and so on; `run_files` finds them all.
@@ -18,10 +19,12 @@ import json
 import math
 import os
 import shutil
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 from absl import logging as absl_logging
+
+from jaxmtf.runs import writers as writers_lib
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -161,42 +164,43 @@ def per_run_records(
 
 
 class RunLogger:
-    """Appends records to the run directory's JSONL files (and TensorBoard if asked).
+    """Appends records to the run directory's JSONL files, and hands their scalars to the metric writers
+    (`jaxmtf.runs.writers`: TensorBoard, Weights & Biases) if it has any.
 
-    Process i of n (n > 1) writes its own files (see `process_file`).
+    Process i of n (n > 1) writes its own files (see `process_file`). `use_tensorboard` (the driver's
+    `tensorboard` field) adds a TensorBoard writer on `<workdir>/tensorboard`; `writers` are writers
+    opened already (`writers.open_writers`), closed by `close`.
     """
 
-    def __init__(self, workdir: str, use_tensorboard: bool = False, process_index: int = 0, process_count: int = 1):
+    def __init__(self, workdir: str, use_tensorboard: bool = False, process_index: int = 0, process_count: int = 1,
+                 writers: Sequence[Any] = ()):
         self.workdir = workdir
         self._name = lambda filename: process_file(filename, process_index, process_count)
         os.makedirs(workdir, exist_ok=True)
-        self._tb = None
-        if use_tensorboard:
-            from tensorboardX import SummaryWriter  # optional extra: jaxmtf[tensorboard]
-
-            self._tb = SummaryWriter(os.path.join(workdir, self._name("tensorboard")))
+        self.writers = list(writers)
+        self.label_keys: set = set()  # the swept hparams' names: labels of a record, not scalars to write
+        if use_tensorboard and not any(isinstance(w, writers_lib.TensorBoardWriter) for w in self.writers):
+            self.writers.append(writers_lib.TensorBoardWriter(os.path.join(workdir, self._name("tensorboard"))))
 
     def _append(self, filename: str, records: Iterable[dict]) -> None:
         with open(os.path.join(self.workdir, self._name(filename)), "a") as f:
             for record in records:
                 f.write(json.dumps(_plain(record)) + "\n")
 
-    def _tensorboard(self, prefix: str, records: List[dict]) -> None:
-        if self._tb is None:
+    def _write(self, prefix: str, records: List[dict]) -> None:
+        if not self.writers or not records:
             return
-        for r in records:
-            tag = f"seed{r['seed']}/h{r['hparam_index']}"
-            for k, v in r.items():
-                if k not in ("step", "seed", "hparam_index") and isinstance(v, (int, float)):
-                    self._tb.add_scalar(f"{prefix}/{k}/{tag}", v, r["step"])
+        scalars = writers_lib.scalars_of(prefix, records, self.label_keys)
+        for writer in self.writers:
+            writer.write_scalars(int(records[0]["step"]), scalars)
 
     def log_metrics(self, records: List[dict]) -> None:
         self._append(METRICS_FILE, records)
-        self._tensorboard("train", records)
+        self._write("train", records)
 
     def log_eval(self, records: List[dict]) -> None:
         self._append(EVAL_FILE, records)
-        self._tensorboard("eval", records)
+        self._write("eval", records)
 
     def truncate_after(self, step: int) -> None:
         for name in (METRICS_FILE, EVAL_FILE):
@@ -217,8 +221,8 @@ class RunLogger:
         write_json(os.path.join(self.workdir, self._name(SUMMARY_FILE)), summary)
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        writers, self.writers = self.writers, []
+        writers_lib.close_all(writers)
 
 
 def read_run_records(workdir: str, filename: str) -> List[Dict[str, Any]]:

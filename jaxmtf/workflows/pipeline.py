@@ -8,7 +8,7 @@ from absl import logging
 
 from jaxmtf import stats
 from jaxmtf.core import evaluation, lifecycle, training
-from jaxmtf.core.run_config import ConfigError, validate_config
+from jaxmtf.core.run_config import ConfigError, reference_scores, validate_config
 from jaxmtf.data import collect, synthetic
 from jaxmtf.data import dataset as dataset_lib
 from jaxmtf.data.minari_import import from_minari  # imports minari (optional) only when called
@@ -45,7 +45,7 @@ def train_from_config(config, workdir: str, stop_after: Optional[int] = None) ->
     dataset = load_dataset(config.dataset)
     logging.info("dataset %s: %d transitions, obs %d, act %d", config.dataset, dataset.size, dataset.obs_dim,
                  dataset.act_dim)
-    return training.train(config, dataset, workdir, eval_fn=simulator_eval_fn(config), stop_after=stop_after,
+    return training.train(config, dataset, workdir, eval_fn=eval_fn_for(config), stop_after=stop_after,
                           config_checked=True)
 
 
@@ -69,6 +69,27 @@ def ope_from_config(config, workdir: str) -> Dict[str, Any]:
     if env_params is None:
         logging.info("dataset %s records no simulator: estimates without true values", config.dataset)
     return ope_run.evaluate(config, dataset, env_params, workdir)
+
+
+def eval_fn_for(config):
+    """The training driver's evaluation of `config.dataset`'s policies, or None: a `minari:` dataset's in its
+    recovered Gymnasium environment (`gym_evaluation`), a simulator dataset's in its simulator
+    (`simulator_eval_fn`)."""
+    if config.dataset.startswith(MINARI_PREFIX):
+        return minari_eval_fn(config)
+    return simulator_eval_fn(config)
+
+
+def minari_eval_fn(config):
+    """`eval_episodes` episodes of every run in the Minari dataset's environment every `eval_every` updates,
+    D4RL-normalised with `ref_min_score` / `ref_max_score` when both are given (None when eval_every is 0)."""
+    from jaxmtf.core import gym_evaluation
+
+    if not config.get("eval_every"):
+        return None
+    return gym_evaluation.make_minari_eval_fn(
+        config.dataset[len(MINARI_PREFIX):], int(config.get("eval_episodes", 10)),
+        float(config.get("eval_discount", 0.99)), reference_scores(config))
 
 
 def simulator_eval_fn(config):

@@ -467,7 +467,8 @@ def run_progressive(config, workdir: str, stop_after: Optional[Tuple[int, int]] 
 
 
 # What does not change what a chain is: how often it checkpoints, whether it starts afresh.
-_NOT_IN_RECORD = ("force_new_run", "checkpoint_every", "keep_checkpoints", "tensorboard")
+_NOT_IN_RECORD = ("force_new_run", "checkpoint_every", "keep_checkpoints", "tensorboard", "writers", "wandb_project",
+                  "wandb_mode", "ref_min_score", "ref_max_score", "eval_episodes")
 
 
 def chain_record(config) -> Dict[str, Any]:
