@@ -202,3 +202,28 @@ def test_bad_extra_config_is_named(field, value, message):
         (config[parent] if parent else config)[name] = value
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate_ope_config(config)
+
+
+# ----------------------------------------------------------------- rows
+
+
+def test_new_rows_carry_the_truth_of_their_policy_and_are_scored():
+    from jaxmtf.ope import extra_rows
+    from jaxmtf.ope import run as ope_run
+
+    config = ml_collections.ConfigDict({"discount": 0.9, "ci_level": 0.95})
+    truths = {"a": 1.0, "b": 3.0, "c": 2.0}
+    old = [{"estimator": "fqe", "policy": p, "fqe_seed": None, "estimate": v, "ci_low": v, "ci_high": v,
+            "true_discounted": v, "true_undiscounted": 2 * v} for p, v in truths.items()]
+    truth = extra_rows._truth_of(old)
+    new = [extra_rows._row("ncis", {"policy": p}, est, est - 1, est + 1, config, truth, ncis_cap=10.0)
+           for p, est in (("a", 1.5), ("b", 2.5), ("c", 2.0))]
+    new += [extra_rows._row("mtf_gauc", {"policy": p}, g, g, g, config, truth) for p, g in (("a", .6), ("b", .5),
+                                                                                         ("c", .7))]
+    assert new[0]["true_undiscounted"] == 2.0 and new[0]["abs_error"] == pytest.approx(0.5)
+    assert "abs_error" not in new[3]  # a GAUC is no value
+    report = ope_run.ope_report(old + new)
+    assert report["ncis"]["scores"]["spearman"] == pytest.approx(1.0)
+    assert report["ncis"]["selection"]["by_estimate"] == "b" and report["ncis"]["scores"]["regret@1"] == 0.0
+    assert report["mtf_gauc"]["selection"]["by_estimate"] == "c"
+    assert report["mtf_gauc"]["scores"]["regret@1"] == pytest.approx(1 / 3)
