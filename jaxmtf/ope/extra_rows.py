@@ -75,7 +75,9 @@ def extra_rows(config, dataset, env_params, episodes, groups, labels, per_policy
     k_ncis, k_gauc, k_gauc_boot, k_model = jax.random.split(jax.random.fold_in(key, 20), 4)
     truth, out = _truth_of(rows), []
     smoothing = "target_epsilon" if dataset.is_discrete else "target_sigma"
-    if per_policy.get("log_prob") is not None:
+    if per_policy.get("log_prob") is None:
+        logging.warning("NCIS rows (%s) refused: the dataset has no 'behaviour_log_prob'", ", ".join(ncis.ESTIMATORS))
+    else:
         cap = float(config.get("ncis_cap", DEFAULT_NCIS_CAP))
         estimates = ncis_estimates(config, episodes, per_policy["log_prob"], k_ncis)
         for p, label in enumerate(labels):
