@@ -11,6 +11,11 @@ for its true discounted return. Per estimator and dataset: relative error,
 Spearman's rank correlation with the truth, regret@1 and @3 of the policy
 it would pick, and the share of 95% intervals that cover the true value.
 
+Issue 20's rows come too: NCIS (`--ncis_cap`), MTF-GAUC (`--gauc_users`,
+`--gauc_weight`; a ranking metric in [0, 1], so read its Spearman and
+regret, not its relative error) and, with `--model_based`, model-based OPE
+(`--model_members`, `--model_updates`, `--model_horizon`).
+
 CPU budget: the defaults cut network widths, run lengths and FQE's size
 (flags below) so the whole benchmark fits on a shared 2-core machine; the
 output records every setting used.
@@ -100,6 +105,12 @@ def ope(dataset_path: str, policies, args, name: str):
     fc.num_seeds, fc.num_updates, fc.hidden_dims = args.fqe_seeds, args.fqe_updates, (args.fqe_width, args.fqe_width)
     fc.learning_rate, fc.target_update_interval = args.fqe_lr, args.fqe_target_interval
     fc.checkpoint_every = args.fqe_updates
+    # issue 20's estimators (the report's table lists every estimator it scored)
+    config.ncis_cap, config.gauc_users, config.gauc_weight = args.ncis_cap, args.gauc_users, args.gauc_weight
+    mb = config.model_based
+    mb.enabled, mb.num_members, mb.horizon = args.model_based, args.model_members, args.model_horizon
+    mb.num_updates = mb.checkpoint_every = args.model_updates
+    mb.chunk_size = min(mb.chunk_size, args.model_updates)
     start = time.time()
     result = pipeline.ope_from_config(config, os.path.join(args.work_dir, f"ope-{name}"))
     return result, time.time() - start, config.to_dict()
@@ -117,6 +128,13 @@ def main():
     parser.add_argument("--fqe_target_interval", type=int, default=20)
     parser.add_argument("--replicates", type=int, default=200)
     parser.add_argument("--eval_users", type=int, default=2000)
+    parser.add_argument("--ncis_cap", type=float, default=10.0, help="NCIS: cap of every importance ratio")
+    parser.add_argument("--gauc_users", type=int, default=200, help="MTF-GAUC: simulated users (0 = no rows)")
+    parser.add_argument("--gauc_weight", default="impressions", choices=("impressions", "reward", "uniform"))
+    parser.add_argument("--model_based", action="store_true", help="add the model-based OPE rows")
+    parser.add_argument("--model_members", type=int, default=3)
+    parser.add_argument("--model_updates", type=int, default=2000, help="a multiple of 1000, or below 1000")
+    parser.add_argument("--model_horizon", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work_dir", default="runs/ope_validation")
     parser.add_argument("--out", default="")

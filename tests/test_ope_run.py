@@ -18,6 +18,7 @@ from jaxmtf.sim.mtf import env as sim_env
 from jaxmtf.workflows import pipeline
 
 ESTIMATORS = {"fqe", "tis", "pdis", "wis", "wpdis", "mis", "dr", "wdr"}
+EXTRA = {"ncis", "ncis_pd", "mtf_gauc"}  # issue 20's rows, on by default (model_based is off by default)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,7 @@ def tiny_ope_config(logged, policies):
     config = ope_config.get_config()
     config.dataset, config.policies = logged["dataset"], policies
     config.bootstrap_replicates, config.eval_users, config.num_cells, config.num_components = 20, 8, 3, 2
+    config.gauc_users = 16
     fc = config.fqe
     fc.num_updates, fc.chunk_size, fc.checkpoint_every, fc.hidden_dims, fc.num_seeds = 20, 10, 10, (16, 16), 2
     return config
@@ -60,7 +62,7 @@ def test_ope_rows_report_and_resume(logged):
     assert names == {"td3_bc@10/seed0/h0", "td3_bc@20/seed0/h0", "static:static", "baseline", "noisy_switch(sigma=0.3)"}
     for name in names:
         mine = [r for r in rows if ope_run.policy_key(r) == name]
-        assert {r["estimator"] for r in mine} == ESTIMATORS
+        assert {r["estimator"] for r in mine} == ESTIMATORS | EXTRA
         # FQE and DR per FQE seed and averaged over them; the IS family once.
         assert sorted(str(r["fqe_seed"]) for r in mine if r["estimator"] == "dr") == ["0", "1", "None"]
         assert [r["fqe_seed"] for r in mine if r["estimator"] == "wis"] == [None]
@@ -78,7 +80,7 @@ def test_ope_rows_report_and_resume(logged):
         if r["estimator"] != "fqe":
             assert r["ess"] >= 1.0 - 1e-4
     report = json.load(open(os.path.join(workdir, "ope_report.json")))
-    assert set(report["estimators"]) == ESTIMATORS and "fqe" in report["seconds"]
+    assert set(report["estimators"]) == ESTIMATORS | EXTRA and "fqe" in report["seconds"]
     assert isinstance(report["warnings"], list)
     for entry in report["estimators"].values():
         assert entry["selection"]["by_lower_bound"] in names
@@ -106,9 +108,9 @@ def test_a_dataset_without_densities_gets_fqe_only(logged, tmp_path):
     config = tiny_ope_config(logged, five_policies(logged))
     config.dataset = path
     result = pipeline.ope_from_config(config, str(tmp_path / "ope"))
-    assert {r["estimator"] for r in result["rows"]} == {"fqe"}
+    assert {r["estimator"] for r in result["rows"]} == {"fqe", "mtf_gauc"}  # MTF-GAUC needs no densities
     assert "'behaviour_log_prob' is missing" in result["report"]["refused"]["reason"]
-    assert set(result["report"]["estimators"]) == {"fqe"}
+    assert set(result["report"]["estimators"]) == {"fqe", "mtf_gauc"}
 
 
 def test_unknown_policy_spec_is_named(logged, tmp_path):

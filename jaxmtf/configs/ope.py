@@ -50,4 +50,23 @@ def get_config():
     fqe.keep_checkpoints = 2  # FQE checkpoints kept
     fqe.eval_every = 0  # the driver's evaluation hook: unused by FQE
     fqe.seed_group_size = ml_collections.config_dict.placeholder(int)  # as the training driver's (None = auto)
+    # ----- issue 20: NCIS, MTF-GAUC and model-based OPE (rows by jaxmtf/ope/extra_rows.py) -----
+    config.ncis_cap = 10.0  # NCIS ('ncis', 'ncis_pd' rows): cap c of every importance ratio before normalising
+    config.gauc_users = 200  # MTF-GAUC ('mtf_gauc' rows): simulated users per policy (0 = off; MTF simulator only)
+    config.gauc_weight = "impressions"  # MTF-GAUC: a user's weight: 'impressions' (the paper's), 'reward', 'uniform'
+    mb = config.model_based = ml_collections.ConfigDict()  # model-based OPE ('model_based' rows): a dynamics ensemble
+    mb.enabled = False  # fit the ensemble and add its rows (off by default: it trains one more driver program)
+    mb.num_members = 3  # ensemble members (the driver's seeds, vmapped in one program)
+    mb.seed = 0  # first member's seed
+    mb.hidden_dims = (64, 64)  # each member's MLP (reward, next-observation and session-end heads on one trunk)
+    mb.learning_rate = 1e-3  # Adam step size
+    mb.num_updates = 2_000  # gradient updates per member
+    mb.batch_size = 256  # transitions per update
+    mb.chunk_size = 1_000  # updates per compiled chunk
+    mb.horizon = 100  # steps of every model rollout from a logged first state (the simulator's max_steps)
+    mb.lcb_coef = 1.0  # lower bound = mean - lcb_coef * std over members (also the rows' interval half-width)
+    mb.checkpoint_every = 2_000  # updates between checkpoints of WORKDIR/model_based
+    mb.keep_checkpoints = 1  # checkpoints kept
+    mb.eval_every = 0  # the driver's evaluation hook: unused
+    mb.seed_group_size = ml_collections.config_dict.placeholder(int)  # as the training driver's (None = auto)
     return config

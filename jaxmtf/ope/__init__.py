@@ -5,6 +5,10 @@
     doubly_robust.py  DR and weighted DR with a Q model
     marginal.py       state-marginalised IS over k-means cells
     fqe.py            Fitted Q Evaluation, run by the training driver
+    ncis.py           normalised capped IS of the return (IntegratedRL-MTF's offline metric)
+    gauc.py           MTF-GAUC: per-user AUC of the fused score against valid consumption, in the simulator
+    model_based.py    a dynamics ensemble trained by the driver, rolled out with the target
+    extra_rows.py     the rows of those three, appended by run.py
     bootstrap.py      percentile intervals over episodes, vmapped
     targets.py        the policies to evaluate: run directories, static vectors, named
     scoring.py        estimators against the truth (DOPE's metrics, SCOPE-RL's top-k) and conservative selection

@@ -24,6 +24,29 @@ OPE_FIELDS = {
     "top_k": schema.integer(1, required=False),  # default 3
     "support_threshold": schema.real(0, lo_open=True, required=False),  # default 0.1
     "fqe": schema.Field(lambda v: hasattr(v, "items"), "a ConfigDict of FQE's fields"),
+    # ----- issue 20: NCIS, MTF-GAUC, model-based OPE (optional: absent = their defaults, extra_rows.py) -----
+    "ncis_cap": schema.real(0, lo_open=True, required=False),
+    "gauc_users": schema.integer(0, required=False),
+    "gauc_weight": schema.choice(("impressions", "reward", "uniform"), required=False),
+    "model_based": schema.Field(lambda v: hasattr(v, "items"), "a ConfigDict of model-based OPE's fields", False),
+}
+
+MODEL_BASED_FIELDS = {
+    "enabled": schema.boolean(),
+    "num_members": schema.integer(1),
+    "seed": schema.integer(0, 2**32 - 1),
+    "hidden_dims": schema.widths(),
+    "learning_rate": schema.real(0, lo_open=True),
+    "num_updates": schema.integer(1),
+    "batch_size": schema.integer(1),
+    "chunk_size": schema.integer(1),
+    "horizon": schema.integer(1),
+    "lcb_coef": schema.real(0),
+    "checkpoint_every": schema.integer(0),
+    "keep_checkpoints": schema.integer(1),
+    "eval_every": schema.integer(0, 0),
+    "seed_group_size": schema.optional(schema.integer(0)),
+    "force_new_run": schema.boolean(required=False),
 }
 
 FQE_FIELDS = {
@@ -50,3 +73,12 @@ def validate_ope_config(config) -> None:
     schema.check_fields(config, OPE_FIELDS, "", ConfigError)
     schema.check_fields(config.fqe, FQE_FIELDS, "fqe.", ConfigError)
     check_chunk_multiples(config.fqe)
+    if "model_based" in config:
+        schema.check_fields(config.model_based, MODEL_BASED_FIELDS, "model_based.", ConfigError)
+        if int(config.model_based.seed) + int(config.model_based.num_members) - 1 > 2**32 - 1:
+            raise ConfigError(f"config field 'model_based.seed': got {config.model_based.seed}, expected "
+                              f"seed + num_members - 1 <= {2**32 - 1}")
+        try:
+            check_chunk_multiples(config.model_based)
+        except ConfigError as refused:  # the message names the field within the block
+            raise ConfigError(str(refused).replace("config field '", "config field 'model_based.", 1)) from None

@@ -28,7 +28,7 @@ from absl import logging
 
 from jaxmtf.core import lifecycle, training
 from jaxmtf.core.run_config import RunGrid
-from jaxmtf.ope import bootstrap, doubly_robust, importance, marginal, scoring, summary, support, targets
+from jaxmtf.ope import bootstrap, doubly_robust, extra_rows, importance, marginal, scoring, summary, support, targets
 from jaxmtf.ope import fqe as fqe_lib
 from jaxmtf.ope.config import validate_ope_config
 from jaxmtf.ope.episodes import Episodes, episodes_from_dataset, gather, require_behaviour_log_prob
@@ -293,6 +293,11 @@ def evaluate(config, dataset: Dataset, env_params, workdir: str) -> Dict[str, An
     with stage("true values in the simulator"):
         truth = _truth(groups, env_params, config, k_truth, dataset.num_actions)
     rows = _rows(labels, estimates, diagnostics, truth, config, int(config.fqe.num_seeds))
+    # ----- issue 20: NCIS, MTF-GAUC and model-based OPE rows (jaxmtf/ope/extra_rows.py) -----
+    with stage("ncis, mtf-gauc, model-based"):
+        rows += extra_rows.extra_rows(config, dataset, env_params, episodes, groups, labels, per_policy, rows,
+                                      workdir, key)
+    # ----- end of issue 20 -----
     _write_rows(os.path.join(workdir, "ope.jsonl"), rows)
     report = {"estimators": ope_report(rows, int(config.get("top_k", 3))), "seconds": stage.seconds,
               "warnings": summary.warnings(rows)}  # launch.ope prints them under its table

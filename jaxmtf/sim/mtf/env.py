@@ -360,3 +360,16 @@ def step(key: Array, state: EnvState, action: Array, params: EnvParams):
     }
     return _observe(new_state, params), new_state, reward, done, info
 
+
+
+def candidate_outcomes(key: Array, state: EnvState, action: Array, params: EnvParams) -> Tuple[Array, Array]:
+    """For OPE's MTF-GAUC: the fused score of every pending candidate under `action` [N], and a draw of its valid
+    consumption [N] (1.0 when a click and then a long view, from the TRUE probabilities), as if each were shown.
+
+    Reads the state only: `step`'s own draws are untouched (this uses its own key), so a rollout that calls it
+    is the same rollout.
+    """
+    scores = fused_scores(state.cand_pred, action, params)
+    p_click, p_long = jax.nn.sigmoid(state.cand_true[:, 0]), jax.nn.sigmoid(state.cand_true[:, 1])
+    u_click, u_long = jax.random.uniform(key, (2,) + p_click.shape)
+    return scores, ((u_click < p_click) & (u_long < p_long)).astype(jnp.float32)
