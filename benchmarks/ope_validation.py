@@ -70,8 +70,8 @@ def close_scores(rows, report):
     """DOPE's metrics over the policies that are not BAD_VECTORS: can the estimator rank close policies?"""
     out = {}
     for estimator in report["estimators"]:
-        chosen = [r for r in rows if r["estimator"] == estimator and not r["policy"].startswith(
-            tuple(f"static:static_{n}" for n in BAD_VECTORS))]
+        chosen = [r for r in rows if r["estimator"] == estimator and r["fqe_seed"] is None  # as ope_report
+                  and not r["policy"].startswith(tuple(f"static:static_{n}" for n in BAD_VECTORS))]
         out[estimator] = scoring.score_estimator(
             [r["estimate"] for r in chosen], [r["true_discounted"] for r in chosen],
             [r["ci_low"] for r in chosen], [r["ci_high"] for r in chosen])

@@ -99,7 +99,7 @@ def test_ope_rows_report_and_resume(logged):
     assert open(os.path.join(workdir, "fqe", "metrics.jsonl")).read() == metrics
 
 
-def test_a_dataset_without_densities_gets_fqe_only(logged, tmp_path):
+def test_a_dataset_without_densities_gets_fqe_and_gauc_only(logged, tmp_path):
     dataset = dataset_lib.load(logged["dataset"])
     provenance = dataset_lib.read_sidecar(logged["dataset"])["provenance"]
     path = dataset_lib.save(str(tmp_path / "no_density.npz"), dataset.replace(behaviour_log_prob=None), provenance)
