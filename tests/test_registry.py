@@ -3,8 +3,10 @@ import jax
 import numpy as np
 import pytest
 
+from jaxmtf.configs import ope as ope_configs
 from jaxmtf.configs.collect import base as collect_base
 from jaxmtf.data import collect
+from jaxmtf.ope import targets
 from jaxmtf.sim import registry
 
 ENTRIES = sorted(registry.ENVIRONMENTS.items())
@@ -38,3 +40,18 @@ def test_a_pipeline_of_another_simulator_is_refused_naming_the_simulator(name, e
     config.simulator = name
     with pytest.raises(collect.ConfigError, match=f"config field 'pipeline': got '{other}'.*simulator '{name}'"):
         collect.validate_config(config)
+
+
+@pytest.mark.parametrize("name,entry", ENTRIES)
+def test_every_listed_named_policy_loads_for_ope(name, entry):
+    params = entry.default_params()
+    for policy_name in entry.named_policies:
+        if entry.num_actions(params):
+            group = targets.named_discrete_policy(policy_name, params, entry.num_actions(params))
+        else:
+            group = targets.named_policy(policy_name, params, ope_configs.get_config(), entry.act_dim(params))
+        assert group.size == 1 and group.labels[0]["source"] == policy_name
+        obs = jax.eval_shape(lambda: entry.reset(jax.random.PRNGKey(1), params)[0])
+        one = jax.tree.map(lambda x: x[0], group.params)
+        action = jax.eval_shape(lambda o: group.policy.apply(one, o, jax.random.PRNGKey(2)), obs)
+        assert action.shape == (() if entry.num_actions(params) else (entry.act_dim(params),)), (policy_name, action)

@@ -38,15 +38,16 @@ from jaxmtf import schema
 from jaxmtf.core import evaluation
 from jaxmtf.core.run_config import ConfigError
 from jaxmtf.runs import rundir
-from jaxmtf.sim import policies
+from jaxmtf.sim import policies, registry
 from jaxmtf.sim.mtf import env as sim_env
 from jaxmtf.sim.mtf import policies as mtf_policies
 from jaxmtf.sim.notifications import policies as notification_policies
 from jaxmtf.sim.rollout import evaluate as rollout_returns
 from jaxmtf.stats import normal_halfwidth
 
-NAMED = ("baseline", "random", "switch", "noisy_switch")
-NAMED_DISCRETE = ("random", "rule")  # the notification simulator's
+# The names `launch.ope` knows, as each simulator's registry entry lists them (a new simulator adds its own there).
+NAMED = registry.named("mtf").named_policies
+NAMED_DISCRETE = registry.named("notifications").named_policies
 # One Policy object for every fixed vector, so the baseline and static files merge into one group.
 FIXED = policies.fixed_policy()
 
