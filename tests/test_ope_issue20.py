@@ -97,6 +97,24 @@ def test_rows_carry_the_truth_of_the_policy_they_estimate():
     assert stochastic["outside_support"] == 0.5 and stochastic["ess"] == 3.0
 
 
+def test_conservative_pick_adds_the_fqe_seeds_spread_to_the_bootstrap_bound():
+    # Two FQE seeds per policy (then their mean): A's seeds disagree (10, 12), B's agree (10.4, 10.6).
+    config = ml_collections.ConfigDict(dict(discount=0.9, ci_level=0.95, target_sigma=0.2, max_weight=0.0,
+                                            fqe=dict(lcb_coef=1.0)))
+    labels = [{"policy": "A", "stochastic": True}, {"policy": "B", "stochastic": True}]
+    value = np.array([[10.0, 12.0, 11.0], [10.4, 10.6, 10.5]])
+    low, high = value - np.array([[0.5], [0.5]]), value + 0.5
+    rows = ope_run._rows(labels, {"fqe": (value, low, high)}, {}, None, config, 2)
+    mean_rows = {r["policy"]: r for r in rows if r["fqe_seed"] is None}
+    np.testing.assert_allclose(mean_rows["A"]["member_std"], np.sqrt(2.0))  # std (ddof 1) of 10 and 12
+    np.testing.assert_allclose(mean_rows["A"]["lower_bound"], 10.5 - np.sqrt(2.0))
+    np.testing.assert_allclose(mean_rows["B"]["lower_bound"], 10.0 - 0.1 * np.sqrt(2.0))
+    assert all("lower_bound" not in r for r in rows if r["fqe_seed"] is not None)
+    selection = ope_run.ope_report(rows)["fqe"]["selection"]
+    # by the bootstrap bound alone A (10.5 > 10.0); with the seeds' spread B (9.86 > 9.09)
+    assert selection == {"by_estimate": "A", "by_lower_bound": "B"}
+
+
 def test_mis_ess_counts_live_steps_only():
     """Episode A: 3 steps; B and C end after step 0. Step 0: ratios 2, 2, 2 (ESS 3); steps 1, 2: A alone
     (ESS 1): mean 5/3. Padding (ratio 1) would have counted B and C at steps 1 and 2."""

@@ -46,6 +46,9 @@ def get_config():
     # draws per state of the evaluated policy's action for FQE's target and V(s) (their mean; a deterministic
     # target is smoothed first; discrete actions use the exact sum over actions instead)
     fqe.num_action_samples = 8
+    # the conservative pick's lower bound of FQE and DR (mean over FQE seeds): bootstrap lower bound minus this
+    # times the seeds' spread (std) of the estimate
+    fqe.lcb_coef = 1.0
     fqe.checkpoint_every = 5_000  # updates between checkpoints of the FQE run directory
     fqe.keep_checkpoints = 2  # FQE checkpoints kept
     fqe.eval_every = 0  # the driver's evaluation hook: unused by FQE

@@ -60,6 +60,7 @@ FQE_FIELDS = {
     "num_critics": schema.integer(1),
     "target_update_interval": schema.integer(1),
     "num_action_samples": schema.integer(1),
+    "lcb_coef": schema.real(0, required=False),  # default 1.0
     "checkpoint_every": schema.integer(0),
     "keep_checkpoints": schema.integer(1),
     "eval_every": schema.integer(0, 0),

@@ -179,6 +179,7 @@ def _rows(labels, estimates, diagnostics, truth, config, num_seeds) -> List[Dict
     rows = []
     common_fields = {"discount": float(config.discount), "ci_level": float(config.ci_level)}
     sigma, epsilon = float(config.target_sigma), float(config.get("target_epsilon", 0.1))
+    lcb_coef = float(config.get("fqe", {}).get("lcb_coef", 1.0))
     for p, label in enumerate(labels):
         smoothing = "target_epsilon" if label.get("discrete") else "target_sigma"
         # Every row estimates the same policy: the smoothed one of a deterministic target (FQE included).
@@ -187,11 +188,17 @@ def _rows(labels, estimates, diagnostics, truth, config, num_seeds) -> List[Dict
         for name, (value, low, high) in estimates.items():
             value, low, high = (np.asarray(x[p]) for x in (value, low, high))
             seeds = list(range(num_seeds)) + [None] if value.ndim else [None]
+            # FQE's critics (and DR on each) as an ensemble: the spread of the seeds' estimates, and a lower bound
+            # that adds it to the episodes' bootstrap (issue 20: conservative selection on both uncertainties).
+            member_std = float(np.std(value.reshape(-1)[:num_seeds], ddof=1)) if value.ndim and num_seeds > 1 else 0.0
             for i, fqe_seed in enumerate(seeds):
                 row = {"estimator": name, **label, "evaluated_policy": evaluated, "fqe_seed": fqe_seed,
                        **common_fields, "estimate": float(value.reshape(-1)[i]), "ci_low": float(low.reshape(-1)[i]),
                        "ci_high": float(high.reshape(-1)[i]),
                        smoothing: None if label.get("stochastic") else (epsilon if label.get("discrete") else sigma)}
+                if value.ndim and fqe_seed is None:
+                    row["member_std"] = member_std
+                    row["lower_bound"] = row["ci_low"] - lcb_coef * member_std
                 if name in IS_ESTIMATORS or name in doubly_robust.ESTIMATORS:
                     row["max_weight"] = float(config.max_weight)
                     row["ess"] = float(diagnostics["ess_per_step" if name == "mis" else "ess"][p])
@@ -207,14 +214,17 @@ def _rows(labels, estimates, diagnostics, truth, config, num_seeds) -> List[Dict
 
 
 def ope_report(rows: List[Dict[str, Any]], top_k: int = 3) -> Dict[str, Any]:
-    """Per estimator (rows with fqe_seed None): conservative selection, and DOPE's and SCOPE-RL's top-`top_k`
+    """Per estimator (rows with fqe_seed None): conservative selection (by `lower_bound` where a row has one),
+    and DOPE's and SCOPE-RL's top-`top_k`
     metrics where the truth is known (the truth of the policy each row estimates)."""
     report = {}
     for name in sorted({r["estimator"] for r in rows}):
         chosen = [r for r in rows if r["estimator"] == name and r["fqe_seed"] is None]
         names = [policy_key(r) for r in chosen]
         est = np.array([r["estimate"] for r in chosen])
-        entry = {"selection": scoring.select(names, est, np.array([r["ci_low"] for r in chosen]))}
+        # the lower bound: an ensemble's (episodes' bootstrap and members' spread) where a row has one
+        lows = np.array([r.get("lower_bound", r["ci_low"]) for r in chosen])
+        entry = {"selection": scoring.select(names, est, lows)}
         if "true_discounted" in chosen[0]:
             truths = np.array([r["true_discounted"] for r in chosen])
             entry["scores"] = scoring.score_estimator(
