@@ -21,7 +21,7 @@ class _Params:  # the simulator's params as mtf_comparison.row reads them: one i
 
 
 def test_mtf_comparison_rows_over_seeds_are_student_t_and_the_table_says_so(monkeypatch):
-    monkeypatch.setattr(mtf_comparison.envs, "of", lambda params: type("E", (), {
+    monkeypatch.setattr(mtf_comparison.registry, "of", lambda params: type("E", (), {
         "items_per_step": staticmethod(lambda p: 2)}))
     # 4 seeds of 250, 252, 255, 259: mean 254, std (ddof=1) sqrt(46 / 3); t_{0.975, 3} = 3.182.
     values = {"undiscounted_return": [250.0, 252.0, 255.0, 259.0], "session_length": [10.0, 10.0, 12.0, 12.0],

@@ -40,6 +40,9 @@ def test_ncis_hand_values():
     # counts (a bootstrap replicate): episode 0 twice, episode 1 dropped: (2*2*2 + 4*2) / (2*2 + 4)
     counts = jnp.array([2.0, 0.0, 1.0])
     assert float(ncis.ncis(episodes, log_ratio, 0.5, counts, 4.0)) == pytest.approx(2.0, rel=1e-6)
+    # ESS of the capped weights 2, 0.5, 4: 6.5^2 / (4 + 0.25 + 16); uncapped (8): 10.5^2 / 68.25
+    assert float(ncis.effective_sample_size(log_ratio, 4.0)) == pytest.approx(6.5**2 / 20.25, rel=1e-6)
+    assert float(ncis.effective_sample_size(log_ratio, 1e9)) == pytest.approx(10.5**2 / 68.25, rel=1e-6)
 
 
 def test_ncis_without_a_binding_cap_is_weighted_is_and_a_tiny_cap_is_the_behaviour_mean():

@@ -84,11 +84,15 @@ def extra_rows(config, dataset, env_params, episodes, groups, labels, per_policy
     else:
         cap = float(config.get("ncis_cap", DEFAULT_NCIS_CAP))
         estimates = ncis_estimates(config, episodes, per_policy["log_prob"], k_ncis)
+        # the capped trajectory weights' ESS, on both rows (the console warns below ~10 episodes)
+        ess = np.asarray(jax.jit(jax.vmap(lambda lp: ncis.effective_sample_size(
+            importance.log_ratios(episodes, lp), cap)))(per_policy["log_prob"]))
         for p, label in enumerate(labels):
             width = None if label.get("stochastic") else float(config.get(smoothing, 0.1))
             for name in ncis.ESTIMATORS:
                 value, low, high = (np.asarray(x)[p] for x in estimates[name])
-                out.append(_row(name, label, value, low, high, config, truth, ncis_cap=cap, **{smoothing: width}))
+                out.append(_row(name, label, value, low, high, config, truth, ncis_cap=cap, ess=float(ess[p]),
+                                **{smoothing: width}))
     continuous_mtf = isinstance(env_params, sim_env.EnvParams) and not dataset.is_discrete
     users, weight = int(config.get("gauc_users", DEFAULT_GAUC_USERS)), config.get("gauc_weight", DEFAULT_GAUC_WEIGHT)
     if continuous_mtf and users > 0:

@@ -34,6 +34,7 @@ of the normaliser).
 import jax
 import jax.numpy as jnp
 
+from jaxmtf.ope import importance
 from jaxmtf.ope.episodes import Episodes, discounts
 
 ESTIMATORS = ("ncis", "ncis_pd")
@@ -64,6 +65,13 @@ def ncis_per_decision(episodes: Episodes, log_ratio, gamma, counts, cap: float) 
     log_w = capped_log_weights(jnp.cumsum(log_ratio, axis=1), cap)  # [E, T]
     per_step = jnp.sum(_normalised(log_w, counts) * episodes.rewards, axis=0)  # [T]
     return jnp.sum(discounts(episodes.horizon, gamma) * per_step)
+
+
+def effective_sample_size(log_ratio, cap: float) -> jax.Array:
+    """Kish's (sum wbar)^2 / sum wbar^2 of the capped trajectory weights (log_ratio [E, T]): the episodes the
+    estimate rests on (capping raises it above the uncapped weights' ESS)."""
+    log_w = capped_log_weights(jnp.sum(log_ratio, axis=1), cap)
+    return importance.effective_sample_size(log_w[:, None], jnp.ones(log_w.shape))
 
 
 def estimate_all(episodes: Episodes, log_ratio, gamma, counts, cap: float):
