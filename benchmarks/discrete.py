@@ -140,8 +140,7 @@ def main():
               "total_seconds": round(time.time() - start, 1), "results": results}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(rundir._plain(output), f, indent=2)
+        rundir.write_json(args.out, output)  # whole or not at all
     print(markdown(output))
 
 

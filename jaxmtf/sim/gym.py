@@ -163,6 +163,16 @@ def _seed_key(env, seed):
     return jax.random.PRNGKey(seed)
 
 
+def _start_episodes(env, seed: Optional[int]):
+    """The users' observations [U, obs_dim] after `reset`: the first episode of users drawn from the
+    seed on a seeded (or the first) reset, else each user's next episode."""
+    if seed is not None or not env._started:
+        obs = env._users.reset(_seed_key(env, seed))
+        env._started = True
+        return obs
+    return env._users.next_episode()
+
+
 class SimulatorEnv(gymnasium.Env):
     """One user of a jaxmtf simulator (`registry.ENVIRONMENTS` name) as a Gymnasium environment."""
 
@@ -178,12 +188,7 @@ class SimulatorEnv(gymnasium.Env):
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
-        if seed is not None or not self._started:
-            obs = self._users.reset(_seed_key(self, seed))
-            self._started = True
-        else:
-            obs = self._users.next_episode()
-        return obs[0], {}
+        return _start_episodes(self, seed)[0], {}
 
     def step(self, action):
         if self._users.discrete:
@@ -222,12 +227,7 @@ class SimulatorVectorEnv(VectorEnv):
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
-        if seed is not None or not self._started:
-            obs = self._users.reset(_seed_key(self, seed))
-            self._started = True
-        else:
-            obs = self._users.next_episode()
-        return obs, {}
+        return _start_episodes(self, seed), {}
 
     def step(self, actions):
         obs, reward, terminated, truncated, info = self._users.step(actions)
