@@ -32,6 +32,19 @@ def pytest_unconfigure(config):
     shutil.rmtree(_XLA_CACHE_DIR, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """After each test file, its compiled programs are released (`progressive.release_programs`): an xdist
+    worker runs dozens of files in one process, XLA's CPU backend keeps memory mappings for every program a
+    cache holds (Linux allows 65,530), and a worker aborted in a compile late in a run (test_demo; the
+    mapping limit is the likely cause, as it was for progressive's chains). The persistent cache above still
+    hands a later file the same executables."""
+    yield
+    from jaxmtf.workflows import progressive
+
+    progressive.release_programs()
+
+
 def small_config(algo: str, hidden=(32, 32), **driver_overrides):
     """The algorithm's launch config with small networks and a short run."""
     config = importlib.import_module(f"jaxmtf.configs.{algo}").get_config()
