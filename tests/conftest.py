@@ -35,10 +35,11 @@ def pytest_unconfigure(config):
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     """After each test file, its compiled programs are released (`progressive.release_programs`): an xdist
-    worker runs dozens of files in one process, XLA's CPU backend keeps memory mappings for every program a
-    cache holds (Linux allows 65,530), and a worker aborted in a compile late in a run (test_demo; the
-    mapping limit is the likely cause, as it was for progressive's chains). The persistent cache above still
-    hands a later file the same executables."""
+    worker runs dozens of files in one process and XLA's CPU backend keeps memory mappings for every program
+    a cache holds (Linux allows 65,530). Once, with another JAX job beside the suite, a worker aborted in
+    test_demo's compile late in a run and xdist hung on its replacement (cause not found); with this release
+    a worker held at most ~15,500 mappings over a whole run. The persistent cache above still hands a later
+    file the same executables."""
     yield
     from jaxmtf.workflows import progressive
 
