@@ -30,7 +30,18 @@ def get_config():
     config.top_k = 3  # k of the scores best@k, worst@k, mean@k, regret@k: the k policies an estimator ranks highest
     # support without a logged centre: behaviour density below this times the uniform density of the action space
     config.support_threshold = 0.1
-    fqe = config.fqe = ml_collections.ConfigDict()  # Fitted Q Evaluation: d3rlpy's FQEConfig but where said
+    config.fqe = fqe_config()  # Fitted Q Evaluation: d3rlpy's FQEConfig but where said
+    # ----- issue 20: NCIS, MTF-GAUC and model-based OPE (rows by jaxmtf/ope/extra_rows.py) -----
+    config.ncis_cap = 10.0  # NCIS ('ncis', 'ncis_pd' rows): cap c of every importance ratio before normalising
+    config.gauc_users = 200  # MTF-GAUC ('mtf_gauc' rows): simulated users per policy (0 = off; MTF simulator only)
+    config.gauc_weight = "impressions"  # MTF-GAUC: a user's weight: 'impressions' (the paper's), 'reward', 'uniform'
+    config.model_based = model_based_config()  # model-based OPE ('model_based' rows): a dynamics ensemble
+    return config
+
+
+def fqe_config():
+    """Fitted Q Evaluation's fields (config.fqe)."""
+    fqe = ml_collections.ConfigDict()
     fqe.num_seeds = 2  # FQE critics trained per policy (seeds vmapped in one program; rows also give their mean)
     fqe.seed = 0  # first FQE seed
     fqe.num_updates = 10_000  # gradient updates per critic
@@ -53,11 +64,12 @@ def get_config():
     fqe.keep_checkpoints = 2  # FQE checkpoints kept
     fqe.eval_every = 0  # the driver's evaluation hook: unused by FQE
     fqe.seed_group_size = ml_collections.config_dict.placeholder(int)  # as the training driver's (None = auto)
-    # ----- issue 20: NCIS, MTF-GAUC and model-based OPE (rows by jaxmtf/ope/extra_rows.py) -----
-    config.ncis_cap = 10.0  # NCIS ('ncis', 'ncis_pd' rows): cap c of every importance ratio before normalising
-    config.gauc_users = 200  # MTF-GAUC ('mtf_gauc' rows): simulated users per policy (0 = off; MTF simulator only)
-    config.gauc_weight = "impressions"  # MTF-GAUC: a user's weight: 'impressions' (the paper's), 'reward', 'uniform'
-    mb = config.model_based = ml_collections.ConfigDict()  # model-based OPE ('model_based' rows): a dynamics ensemble
+    return fqe
+
+
+def model_based_config():
+    """Model-based OPE's fields (config.model_based)."""
+    mb = ml_collections.ConfigDict()
     mb.enabled = False  # fit the ensemble and add its rows (off by default: it trains one more driver program)
     mb.num_members = 3  # ensemble members (the driver's seeds, vmapped in one program)
     mb.seed = 0  # first member's seed
@@ -72,4 +84,4 @@ def get_config():
     mb.keep_checkpoints = 1  # checkpoints kept
     mb.eval_every = 0  # the driver's evaluation hook: unused
     mb.seed_group_size = ml_collections.config_dict.placeholder(int)  # as the training driver's (None = auto)
-    return config
+    return mb

@@ -83,10 +83,7 @@ def set_up_runs(config, workdir: str, raw_agent, grid: RunGrid, data, record: Di
             state = warm_start(state)
         step, state = _restore(checkpointer, state, record)
     except BaseException:
-        if checkpointer is not None:
-            checkpointer.close()
-        if lock is not None:
-            lock.release(restore=True)
+        _abandon(checkpointer, lock, refused=True)
         raise
     try:  # past the checks: a failure now must not leave the lock held (a notebook would lock itself out)
         saved_summary = _finished_summary(driver, workdir, step)
@@ -94,10 +91,7 @@ def set_up_runs(config, workdir: str, raw_agent, grid: RunGrid, data, record: Di
                                              saved_summary is None)
         logger.label_keys = {name for label in grid.labels for name in label}
     except BaseException:
-        if checkpointer is not None:
-            checkpointer.close()
-        if lock is not None:
-            lock.release()
+        _abandon(checkpointer, lock, refused=False)
         raise
     return RunSetup(
         driver=driver,
@@ -118,6 +112,15 @@ def set_up_runs(config, workdir: str, raw_agent, grid: RunGrid, data, record: Di
         saved_summary=saved_summary,
         warned=set(),
     )
+
+
+def _abandon(checkpointer, lock, refused: bool) -> None:
+    """Closes the checkpointer and frees the lock of a set-up that failed; a refused start (`refused`: before
+    anything was written) puts the lock file back as it was, so it leaves no trace."""
+    if checkpointer is not None:
+        checkpointer.close()
+    if lock is not None:
+        lock.release(restore=refused)
 
 
 def lock_workdir(workdir: str) -> Optional[workdir_lock.WorkdirLock]:
