@@ -30,18 +30,12 @@ DEFAULT_GAUC_USERS = 200
 DEFAULT_GAUC_WEIGHT = "impressions"
 
 
-def _key(row) -> str:
-    if "seed" in row:
-        return f"{row['policy']}/seed{row['seed']}/h{row['hparam_index']}"
-    return row["policy"]
-
-
 def _truth_of(rows: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     """Per policy key, from run.py's first row of that policy: the true_* fields, the evaluated policy and its
     outside-support fraction (the new rows estimate the same smoothed policy)."""
     out = {}
     for r in rows:
-        out.setdefault(_key(r), {k: v for k, v in r.items()
+        out.setdefault(targets.policy_key(r), {k: v for k, v in r.items()
                                  if k.startswith("true_") or k in ("evaluated_policy", "outside_support")})
     return out
 
@@ -50,9 +44,9 @@ def _row(name, label, value, low, high, config, truth, **extra) -> Dict[str, Any
     row = {"estimator": name, **label, "fqe_seed": None, "discount": float(config.discount),
            "ci_level": float(config.ci_level), "estimate": float(value), "ci_low": float(low), "ci_high": float(high),
            **extra}
-    row.update(truth.get(_key(label), {}))
+    row.update(truth.get(targets.policy_key(label), {}))
     if name == gauc.NAME:  # a GAUC is no value (no error against one), of the policy's own fused scores
-        row["evaluated_policy"] = _key(label)
+        row["evaluated_policy"] = targets.policy_key(label)
     elif "true_discounted" in row:
         row["abs_error"] = abs(row["estimate"] - row["true_discounted"])
     return row

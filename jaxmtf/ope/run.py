@@ -32,6 +32,7 @@ from jaxmtf.ope import bootstrap, doubly_robust, extra_rows, importance, margina
 from jaxmtf.ope import fqe as fqe_lib
 from jaxmtf.ope.config import validate_ope_config
 from jaxmtf.ope.episodes import Episodes, episodes_from_dataset, gather, require_behaviour_log_prob
+from jaxmtf.ope.targets import policy_key  # a report's policy names (run.policy_key to callers)
 from jaxmtf.runs import record as record_lib
 from jaxmtf.runs import rundir
 from jaxmtf.types import Dataset
@@ -237,13 +238,6 @@ def ope_report(rows: List[Dict[str, Any]], top_k: int = 3) -> Dict[str, Any]:
             entry["selection"]["best_true_value"] = float(truths.max())
         report[name] = entry
     return report
-
-
-def policy_key(row) -> str:
-    """A policy's name in a report: its name, and seed/setting for one agent of a run directory."""
-    if "seed" in row:
-        return f"{row['policy']}/seed{row['seed']}/h{row['hparam_index']}"
-    return row["policy"]
 
 
 # ----------------------------------------------------------------- the run

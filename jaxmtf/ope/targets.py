@@ -67,6 +67,13 @@ class PolicyGroup(NamedTuple):
         return len(self.labels)
 
 
+def policy_key(row) -> str:
+    """A policy's name in a report: its name, and seed/setting for one agent of a run directory."""
+    if "seed" in row:
+        return f"{row['policy']}/seed{row['seed']}/h{row['hparam_index']}"
+    return row["policy"]
+
+
 # ----------------------------------------------------------------- loading
 
 
