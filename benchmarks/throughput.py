@@ -1,7 +1,7 @@
 """Training throughput of every agent: updates/s per seed and in total, compile time,
 achieved FLOP/s against this machine's matmul peak, and d3rlpy side by side.
 
-    python benchmarks/throughput.py --seeds=1,8,32 --window_seconds=5 --peer \
+    python benchmarks/throughput.py --seeds=1,8,32 --window_seconds=5 --peer --roofline \
         --out=benchmarks/results/throughput_cpu.json
 
 Each (algorithm, seeds) pair is the training driver's own compiled chunk
@@ -13,10 +13,18 @@ windows of further chunks (benchmarks/timing.py), for jaxmtf and d3rlpy alike.
 
 FLOPs per update come from XLA's cost analysis of one compiled update (see
 `flops_per_update`); the peak is the best FLOP/s of a large jitted f32
-matmul measured in the same run. `--peer` (needs the `bench` extra:
+matmul, measured before every algorithm and at the end of the same run
+(the best of them is the denominator; all are recorded). `--peer` (needs the `bench` extra:
 `pip install -e .[bench]`) times d3rlpy on TD3+BC, CQL and BCQ with the same
 dataset, network sizes and batch size (benchmarks/peer_d3rlpy.py), and the
 table shows the per-seed ratio jaxmtf / d3rlpy.
+
+The `yardstick` row is benchmarks/yardstick.py, a minimal JAX TD3+BC loop,
+timed in turn with TD3+BC's one-seed chunk (one window each per round), and
+TD3+BC's row shows the ratio. `--roofline` times every dot of one update
+alone at its shapes (benchmarks/roofline.py): "dots alone" is the share of
+the peak the update would reach if all else were free, "time in dots" the
+share of the measured update time its dots take.
 """
 import argparse
 import importlib
@@ -31,13 +39,17 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from timing import best_rate  # noqa: E402
+import roofline  # noqa: E402
+import yardstick  # noqa: E402
+from timing import best_rates_interleaved  # noqa: E402
 
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.core import chunk, run_config  # noqa: E402
 from jaxmtf.data import one_step_dataset  # noqa: E402
 
 PEER_ALGOS = ("td3_bc", "cql", "bcq")
+# The reference row: benchmarks/yardstick.py, timed in turn with TD3+BC's one-seed chunk (same FLOPs).
+YARDSTICK = "yardstick"
 
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 20) -> float:
@@ -75,8 +87,18 @@ def machine_info(peak: float) -> dict:
             "matmul_peak_gflop_per_s": round(peak / 1e9, 1)}
 
 
-def flops_per_update(agent, batch, hparams, period: int = 2) -> float:
-    """XLA's count of the floating-point operations of one update of one seed.
+def compiled_updates(agent, batch, hparams, period: int = 2) -> list:
+    """One update compiled per step of the delay period, the step a constant (see flops_per_update)."""
+    state = agent.init(jax.random.PRNGKey(0))
+    out = []
+    for step in range(period):
+        update = jax.jit(lambda s, b, k, step=step: agent.update(s.replace(step=jnp.int32(step)), b, k, hparams))
+        out.append(update.lower(state, batch, jax.random.PRNGKey(1)).compile())
+    return out
+
+
+def flops_per_update(compiled) -> float:
+    """XLA's count of the floating-point operations of one update of one seed (`compiled_updates`).
 
     The count is taken on the compiled update with the step counter a
     constant, so XLA drops the branch of a delayed update (TD3's actor and
@@ -84,13 +106,8 @@ def flops_per_update(agent, batch, hparams, period: int = 2) -> float:
     (Cost analysis counts a lax.cond as taken every time, and a lax.scan
     body once whatever its length, so the chunk itself cannot be measured.)
     """
-    state = agent.init(jax.random.PRNGKey(0))
-    total = 0.0
-    for step in range(period):
-        update = jax.jit(lambda s, b, k, step=step: agent.update(s.replace(step=jnp.int32(step)), b, k, hparams))
-        cost = update.lower(state, batch, jax.random.PRNGKey(1)).compile().cost_analysis()
-        total += (cost[0] if isinstance(cost, list) else cost)["flops"]
-    return total / period
+    costs = [c.cost_analysis() for c in compiled]
+    return sum((c[0] if isinstance(c, list) else c)["flops"] for c in costs) / len(costs)
 
 
 def benchmark_config(algo: str):
@@ -103,7 +120,8 @@ def benchmark_config(algo: str):
     return config
 
 
-def measure(algo: str, num_seeds: int, chunk_size: int, window_seconds: float, dataset, seed_group: int) -> dict:
+def prepare(algo: str, num_seeds: int, chunk_size: int, dataset, seed_group: int):
+    """(the row's fixed fields with the compile time, a call of one more chunk) of the driver's chunk."""
     config = benchmark_config(algo)
     agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
     hparams, _ = run_config.hparam_grid(agent.default_hparams, "")
@@ -114,21 +132,52 @@ def measure(algo: str, num_seeds: int, chunk_size: int, window_seconds: float, d
     state, metrics = chunk_fn(state, data, hparams)
     jax.block_until_ready(metrics)
     compile_seconds = time.perf_counter() - start
+
     def one_chunk():
         nonlocal state
         state, metrics = chunk_fn(state, data, hparams)
         jax.block_until_ready(metrics)
 
-    timed = best_rate(one_chunk, chunk_size, window_seconds)
-    return {
-        "algo": algo, "num_seeds": num_seeds, "seed_group_size": seed_group, "batch_size": int(config.batch_size),
-        "chunk_size": chunk_size, "compile_and_first_chunk_s": round(compile_seconds, 2),
-        "updates_per_s_per_seed": round(timed["rate"], 2), "updates_per_s_total": round(timed["rate"] * num_seeds, 2),
-        "timed_updates_per_seed": timed["steps"] * chunk_size, "timed_seconds": round(timed["seconds"], 2),
-    }
+    row = {"algo": algo, "num_seeds": num_seeds, "seed_group_size": seed_group, "batch_size": int(config.batch_size),
+           "chunk_size": chunk_size, "compile_and_first_chunk_s": round(compile_seconds, 2)}
+    return row, one_chunk
 
 
-def update_flops(algo: str, dataset) -> float:
+def prepare_yardstick(chunk_size: int, dataset):
+    """The same for benchmarks/yardstick.py, the minimal JAX TD3+BC loop (one seed)."""
+    init, train = yardstick.make(dataset.obs_dim, dataset.act_dim)
+    arrays = jax.device_put({k: getattr(dataset, k) for k in ("observations", "actions", "rewards",
+                                                              "next_observations", "terminals")})
+    state = init(jax.random.PRNGKey(0))
+    start = time.perf_counter()
+    state = jax.block_until_ready(train(state, arrays, chunk_size))
+    compile_seconds = time.perf_counter() - start
+
+    def one_chunk():
+        nonlocal state
+        state = jax.block_until_ready(train(state, arrays, chunk_size))
+
+    row = {"algo": YARDSTICK, "num_seeds": 1, "seed_group_size": 0, "batch_size": 256, "chunk_size": chunk_size,
+           "compile_and_first_chunk_s": round(compile_seconds, 2)}
+    return row, one_chunk
+
+
+def with_rate(row: dict, rate: float, flops: float) -> dict:
+    """The row with its updates/s and FLOP/s filled in."""
+    total = rate * row["num_seeds"]
+    return {**row, "updates_per_s_per_seed": round(rate, 2), "updates_per_s_total": round(total, 2),
+            "mflop_per_update": round(flops / 1e6, 1), "gflop_per_s": round(flops * total / 1e9, 2)}
+
+
+def with_fractions(row: dict, peak: float) -> dict:
+    """The row's FLOP/s (and its dots' ceiling) as shares of the run's peak."""
+    row = {**row, "fraction_of_peak": round(row["gflop_per_s"] * 1e9 / peak, 3)}
+    if "dot_gflop_per_s" in row:
+        row["dot_ceiling_fraction"] = round(row["dot_gflop_per_s"] * 1e9 / peak, 3)
+    return row
+
+
+def update_programs(algo: str, dataset) -> list:
     config = benchmark_config(algo)
     if "dropout_pass_batch" in config.agent:
         # UWAC's dropout passes run in a lax.map whose body XLA counts once: count them
@@ -137,7 +186,7 @@ def update_flops(algo: str, dataset) -> float:
     agent = make_agent(config, dataset.obs_dim, dataset.act_dim)
     batch = jax.tree.map(lambda x: jnp.asarray(x[: int(config.batch_size)]), dataset.as_transitions())
     hparams = {name: jnp.float32(value) for name, value in agent.default_hparams.items()}
-    return flops_per_update(agent, batch, hparams)
+    return compiled_updates(agent, batch, hparams)
 
 
 def measure_peer(algo: str, dataset, window_seconds: float) -> dict:
@@ -150,15 +199,28 @@ def measure_peer(algo: str, dataset, window_seconds: float) -> dict:
     )
 
 
+def _percent(x) -> str:
+    return "" if x is None else f"{x:.0%}"
+
+
+def _vs_yardstick(row, reference) -> str:
+    """TD3+BC's one-seed rate over the yardstick's, timed in turn in the same run."""
+    if reference is None or row["algo"] != "td3_bc" or row["num_seeds"] != 1:
+        return ""
+    return f"{row['updates_per_s_per_seed'] / reference:.2f}x"
+
+
 def markdown(results, peak) -> str:
     one_seed = {r["algo"]: r["updates_per_s_total"] for r in results if r["num_seeds"] == 1}
+    reference = one_seed.get(YARDSTICK)
     lines = [
         f"matmul peak (jitted 2048 x 2048 f32): {peak / 1e9:.0f} GFLOP/s",
         "",
         "| algorithm | seeds | seed group | batch | MFLOP/update | updates/s per seed | updates/s total "
         "| total vs 1 seed "
-        "| GFLOP/s (% of peak) | compile + first chunk (s) | d3rlpy updates/s | jaxmtf total / d3rlpy |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| GFLOP/s (% of peak) | dots alone (% of peak) | time in dots | vs yardstick "
+        "| compile + first chunk (s) | d3rlpy updates/s | jaxmtf total / d3rlpy |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         scaling = r["updates_per_s_total"] / one_seed[r["algo"]] if r["algo"] in one_seed else float("nan")
@@ -170,7 +232,9 @@ def markdown(results, peak) -> str:
             f"| {r['algo']} | {r['num_seeds']} | {r['seed_group_size'] or 'all'} | {r['batch_size']} "
             f"| {r['mflop_per_update']:.0f} "
             f"| {r['updates_per_s_per_seed']:.4g} | {r['updates_per_s_total']:.4g} | {scaling:.0%} "
-            f"| {r['gflop_per_s']:.1f} ({r['fraction_of_peak']:.0%}) | {r['compile_and_first_chunk_s']} "
+            f"| {r['gflop_per_s']:.1f} ({r['fraction_of_peak']:.0%}) | {_percent(r.get('dot_ceiling_fraction'))} "
+            f"| {_percent(r.get('time_in_dots'))} "
+            f"| {_vs_yardstick(r, reference)} | {r['compile_and_first_chunk_s']} "
             f"| {peer_cells[0]} | {peer_cells[1]} |"
         )
     return "\n".join(lines)
@@ -188,6 +252,8 @@ def main():
                         help="per-algorithm seed lists replacing --seeds, e.g. 'uwac=1,8;cql=1,8'")
     parser.add_argument("--seed_groups", default="0,2",
                         help="seed_group_size values to time (0 = all seeds vmapped at once; g = g at a time)")
+    parser.add_argument("--roofline", action="store_true",
+                        help="also time each dot of one update alone (benchmarks/roofline.py): the ceiling")
     parser.add_argument("--peer", action="store_true", help="also time d3rlpy on td3_bc, cql, bcq (bench extra)")
     parser.add_argument("--out", default="")
     parser.add_argument("--table_from", default="", help="only print the table of a results JSON written by --out")
@@ -201,25 +267,39 @@ def main():
     seeds_for = dict(p.split("=") for p in args.seeds_for.split(";") if p)
     chunk_sizes = dict((k, int(v)) for k, v in (p.split("=") for p in args.chunk_sizes.split(",")))
     dataset = one_step_dataset(num_transitions=100_000, obs_dim=32, act_dim=10)
-    peak = matmul_peak_flops()
-    print(json.dumps({"matmul_peak_gflop_per_s": round(peak / 1e9, 1)}), flush=True)
+    # The peak is measured before every algorithm and the best taken: on a shared machine one
+    # measurement swung from 175 to 261 GFLOP/s between runs, and the highest is the honest denominator.
+    peaks = []
     results, peers = [], {}
     for algo in args.algos.split(","):
-        flops = update_flops(algo, dataset)
+        peaks.append(matmul_peak_flops())
+        print(json.dumps({"matmul_peak_gflop_per_s": round(peaks[-1] / 1e9, 1)}), flush=True)
+        programs = update_programs(algo, dataset)
+        flops = flops_per_update(programs)
+        ceiling = roofline.dot_roofline(programs) if args.roofline else None
         if args.peer and algo in PEER_ALGOS:
             peers[algo] = measure_peer(algo, dataset, args.window_seconds)
             print(json.dumps(peers[algo]), flush=True)
         seed_counts = map(int, seeds_for.get(algo, args.seeds).split(","))
         for num_seeds, group in [(n, g) for n in seed_counts for g in groups if g < n or g == 0]:
-            row = measure(algo, num_seeds, chunk_sizes.get(algo, 100), args.window_seconds, dataset, group)
-            row["mflop_per_update"] = round(flops / 1e6, 1)
-            row["gflop_per_s"] = round(flops * row["updates_per_s_total"] / 1e9, 2)
-            row["fraction_of_peak"] = round(flops * row["updates_per_s_total"] / peak, 3)
-            if algo in peers:
-                row["peer_updates_per_s"] = peers[algo]["updates_per_s"]
-            print(json.dumps(row), flush=True)
-            results.append(row)
-    machine = machine_info(peak)
+            chunk_size = chunk_sizes.get(algo, 100)
+            prepared = [prepare(algo, num_seeds, chunk_size, dataset, group)]
+            if algo == "td3_bc" and num_seeds == 1 and group == 0:  # the yardstick, timed in turn with it
+                prepared.append(prepare_yardstick(chunk_size, dataset))
+            rates = best_rates_interleaved([call for _, call in prepared], chunk_size, args.window_seconds)
+            for (row, _), rate in zip(prepared, rates):
+                row = with_rate(row, rate, flops)
+                if algo in peers and row["algo"] != YARDSTICK:
+                    row["peer_updates_per_s"] = peers[algo]["updates_per_s"]
+                if ceiling and num_seeds == 1 and row["algo"] != YARDSTICK:
+                    row["dot_gflop_per_s"] = round(ceiling["dot_gflop_per_s"], 1)
+                    row["time_in_dots"] = round(ceiling["dot_seconds"] * rate, 3)
+                print(json.dumps(row), flush=True)
+                results.append(row)
+    peaks.append(matmul_peak_flops())
+    peak = max(peaks)
+    results = [with_fractions(row, peak) for row in results]
+    machine = {**machine_info(peak), "matmul_peaks_gflop_per_s": [round(p / 1e9, 1) for p in peaks]}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:

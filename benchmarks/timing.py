@@ -5,7 +5,7 @@ else ran meanwhile; the best window is the figure least disturbed (timeit's
 rule). Each window runs whole steps until it has lasted `window_seconds`.
 """
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence
 
 
 def best_rate(step: Callable[[], None], work_per_step: float, window_seconds: float,
@@ -23,3 +23,14 @@ def best_rate(step: Callable[[], None], work_per_step: float, window_seconds: fl
         best = max(best, steps * work_per_step / elapsed)
         total_steps, total_seconds = total_steps + steps, total_seconds + elapsed
     return {"rate": best, "steps": total_steps, "seconds": total_seconds}
+
+
+def best_rates_interleaved(steps: Sequence[Callable[[], None]], work_per_step: float, window_seconds: float,
+                           rounds: int = 3) -> list:
+    """The best rate of each step over `rounds` rounds; a round times every step once, in turn, so a
+    slow spell of a shared machine falls on all of them alike rather than on the ones timed during it."""
+    best = [0.0] * len(steps)
+    for _ in range(rounds):
+        for i, step in enumerate(steps):
+            best[i] = max(best[i], best_rate(step, work_per_step, window_seconds, windows=1)["rate"])
+    return best

@@ -109,10 +109,13 @@ def bcq_target(actor_target_fn, critic_target_fn, sample_vae_fn, batch, key, hpa
     return common.td_target(batch.rewards, hparams["discount"], batch.terminals, v_t)
 
 
-def bcq_actor_loss(actor_fn, critic_fn, obs, a_sampled):
-    """-mean Q1(s, xi_phi(s, a)), a ~ G(s) given (no gradient reaches the VAE)."""
+def bcq_actor_loss(actor_fn, q1_fn, obs, a_sampled):
+    """-mean Q1(s, xi_phi(s, a)), a ~ G(s) given (no gradient reaches the VAE).
+
+    q1_fn(obs, action) -> [B]: the first critic alone, as the reference's critic.q1 (not the whole
+    ensemble's forward and backward passes, td3.actor_objective)."""
     chex.assert_equal_shape_prefix([obs, a_sampled], 1)
-    q_pi = critic_fn(obs, actor_fn(obs, a_sampled))[0]  # Q1 only
+    q_pi = q1_fn(obs, actor_fn(obs, a_sampled))
     return -jnp.mean(q_pi), {}
 
 
@@ -182,7 +185,8 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
         actor, actor_opt_state, actor_loss, _ = common.apply_gradients(
             actor_opt,
             lambda actor: bcq_actor_loss(lambda o, a: actor_net.apply(actor, o, a, phi),
-                                         partial(critic_net.apply, critic), batch.observations, a_sampled),
+                                         partial(critic_net.member_apply, critic, 0), batch.observations,
+                                         a_sampled),
             state.actor, state.actor_opt,
         )
 

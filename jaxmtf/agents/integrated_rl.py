@@ -268,8 +268,8 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
         return integrated_target(actor_target_fn, critic_target_fn, batch, key, hparams, half_width, num_groups,
                                  config.target_reduction, anchor, reward_groups)
 
-    def objective_fn(actor_fn, critic_fn, batch, hparams, actor_loss_fn):
-        del actor_loss_fn
+    def objective_fn(actor_fn, critic_fn, batch, hparams, actor_loss_fn, q1_fn):
+        del actor_loss_fn, q1_fn  # the objective is over every group's members
         pi = actor_fn(batch.observations)
         q_pi = critic_fn(batch.observations, pi).reshape(num_groups, members, -1)
         centre = batch.centres if anchor == "centre" else batch.actions

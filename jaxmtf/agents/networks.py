@@ -169,6 +169,14 @@ class EnsembleCritic(Critic):
         critic = ensemble(self.hidden_dims, self.dropout_rate, self.hidden_init, self.output_init, self.spectral_norm)
         return critic(obs, action, deterministic, update_stats)
 
+    @nn.nowrap  # a helper of the unbound module: it applies another module, it binds no variables itself
+    def member_apply(self, variables, index: int, obs, action) -> jax.Array:
+        """Q_index(s, a) [B] of one member alone (deterministic): its own forward pass, not the ensemble's."""
+        member = Critic(self.hidden_dims, self.dropout_rate, self.hidden_init, self.output_init, self.spectral_norm)
+        sliced = {collection: jax.tree.map(lambda x: x[index], tree["VmapCritic_0"])
+                  for collection, tree in variables.items()}
+        return member.apply(sliced, obs, action)
+
 
 class TanhGaussianActor(nn.Module):
     """rlkit's TanhGaussianPolicy: returns (mean, log_std) of the pre-tanh Gaussian.

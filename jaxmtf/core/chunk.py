@@ -24,7 +24,10 @@ what a resume relies on.
 
 A run whose parameters or optimiser states become non-finite is flagged
 inside the chunk (`RunState.diverged_at`), never stopping the others.
+Axes of size 1 (one seed, one setting) are taken out of the program rather
+than vmapped (`_vmap_unless_one`).
 """
+import dataclasses
 from typing import Any, Callable, Optional, Sequence
 
 import flax.struct
@@ -61,15 +64,42 @@ def init_run_state(agent: common.Agent, seeds: Sequence[int], num_hparams: int) 
     return RunState(agent=agent_states, key=over_hparams(train_keys), diverged_at=diverged_at)
 
 
+def floats_finite(tree) -> jax.Array:
+    """True when every float leaf of `tree` is finite."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
 def all_finite(agent_state) -> jax.Array:
     """True when every float leaf of one run's state (params, targets, optimiser moments) is finite."""
-    leaves = [x for x in jax.tree.leaves(agent_state.replace(step=None)) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+    return floats_finite(agent_state.replace(step=None))
+
+
+def trained_parameters(agent_state) -> dict:
+    """The fields of an agent state that its optimisers write: not the optimiser moments (`*opt`), not
+    the targets (`*_target`, averages of the parameters), not `step`."""
+    return {field.name: getattr(agent_state, field.name) for field in dataclasses.fields(agent_state)
+            if not field.name.endswith(("opt", "_target")) and field.name != "step"}
+
+
+def parameters_finite(agent_state) -> jax.Array:
+    """The check after every update: the trained parameters only, a sixth of TD3's state.
+
+    A NaN or Inf reaches them in the update that makes the gradients (hence the moments) non-finite,
+    and the targets, averages of them, are finite while they are. Checking every leaf after every
+    update cost 10% of TD3+BC's updates/s on a CPU, this 1-3% (benchmarks/driver_ladder.py)."""
+    return floats_finite(trained_parameters(agent_state))
+
+
+def mark_divergence(diverged_at, finite, step):
+    """diverged_at with `step` written for a run not diverged before whose state is not `finite`."""
+    return jnp.where((diverged_at == NOT_DIVERGED) & ~finite, step.astype(jnp.int32), diverged_at)
 
 
 def _one_run_fn(agent: common.Agent, batch_size: int, chunk_size: int, per_seed_data: bool = False) -> Callable:
     """one_run(agent_state, key, diverged_at, data, hparams) -> the same, and the chunk's metrics: one
-    run's scan of `chunk_size` updates, with its divergence check after every update."""
+    run's scan of `chunk_size` updates, its trained parameters checked after every update and its whole
+    state at the end (an optimiser moment that overflowed alone is dated at the chunk's last update)."""
 
     def one_run(agent_state, key, diverged_at, data, hparams):
         if per_seed_data:  # this seed's rows, padded: sample below its own size
@@ -84,17 +114,36 @@ def _one_run_fn(agent: common.Agent, batch_size: int, chunk_size: int, per_seed_
             idx = jax.random.randint(k_batch, (batch_size,), 0, num_transitions)
             batch = jax.tree.map(lambda x: x[idx], data)
             state, metrics = agent.update(state, batch, k_update, hparams)
-            newly = (diverged_at == NOT_DIVERGED) & ~all_finite(state)
-            diverged_at = jnp.where(newly, state.step.astype(jnp.int32), diverged_at)
+            diverged_at = mark_divergence(diverged_at, parameters_finite(state), state.step)
             return (state, key, diverged_at), metrics
 
         carry = (agent_state, key, diverged_at)
         (agent_state, key, diverged_at), metrics = jax.lax.scan(one_update, carry, None, length=chunk_size)
+        diverged_at = mark_divergence(diverged_at, all_finite(agent_state), agent_state.step)
         # Metrics defined on some updates only (delayed actor steps) are NaN on the others.
         metrics = jax.tree.map(lambda m: jnp.nanmean(m, axis=0), metrics)
         return agent_state, key, diverged_at, {**metrics, "diverged_at_step": diverged_at}
 
     return one_run
+
+
+def _vmap_unless_one(fn: Callable, size: int, in_axes, out_axes) -> Callable:
+    """jax.vmap(fn, in_axes, out_axes), or where the mapped axis has size 1, fn on the arrays with that
+    axis taken out and put back: a vmap of size 1 compiles to batched matmuls with a unit batch
+    dimension, which cost 5-10% of TD3+BC's updates/s on a CPU (benchmarks/driver_ladder.py).
+    Axes are 0 or None (not mapped)."""
+    if size != 1:
+        return jax.vmap(fn, in_axes=in_axes, out_axes=out_axes)
+
+    def over(axes, tree, op):
+        return jax.tree.map(lambda ax, sub: sub if ax is None else jax.tree.map(op, sub), axes, tree,
+                            is_leaf=lambda x: x is None)
+
+    def call(*args):
+        outputs = fn(*over(in_axes, args, lambda x: x[0]))
+        return over(out_axes, outputs, lambda x: x[None])
+
+    return call
 
 
 @flax.struct.dataclass
@@ -123,10 +172,11 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_gr
     the total throughput of one seed (benchmarks/README.md measures it).
     The result is the same either way, up to float rounding.
 
-    Divergence: after every update the run's state is checked for NaN and
-    Inf inside the scan (one reduction over the parameters, no host round
-    trip); the first update after which it is not finite is carried in
-    `RunState.diverged_at` and reported as the metric `diverged_at_step`.
+    Divergence: after every update the run's trained parameters are checked
+    for NaN and Inf inside the scan (`parameters_finite`, no host round
+    trip), and its whole state once more at the chunk's end; the first
+    update after which it is not finite is carried in `RunState.diverged_at`
+    and reported as the metric `diverged_at_step`.
     A diverged run keeps computing (its numbers are NaN); the others, being
     separate lanes of the vmap, are untouched.
     """
@@ -135,7 +185,7 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_gr
 
     def one_seed(agent_state, key, diverged_at, data, hparams):  # [H, ...] -> [H, ...]
         axes = common.agent_axes(agent_state)
-        over_h = jax.vmap(one_run, in_axes=(axes, 0, 0, None, 0), out_axes=(axes, 0, 0, 0))
+        over_h = _vmap_unless_one(one_run, key.shape[0], (axes, 0, 0, None, 0), (axes, 0, 0, 0))
         return over_h(agent_state, key, diverged_at, data, hparams)
 
     data_axis = 0 if per_seed_data else None
@@ -147,7 +197,7 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_gr
             diverged_at = jnp.full(run_state.key.shape[:2], NOT_DIVERGED, jnp.int32)
         if not 0 < seed_group_size < num_seeds:
             axes = common.agent_axes(run_state.agent)
-            over_seeds = jax.vmap(one_seed, in_axes=(axes, 0, 0, data_axis, None), out_axes=(axes, 0, 0, 0))
+            over_seeds = _vmap_unless_one(one_seed, num_seeds, (axes, 0, 0, data_axis, None), (axes, 0, 0, 0))
             agent_state, key, diverged_at, metrics = over_seeds(run_state.agent, run_state.key, diverged_at, data,
                                                                 hparams)
             return RunState(agent=agent_state, key=key, diverged_at=diverged_at), metrics
