@@ -111,9 +111,14 @@ def flops_per_update(compiled) -> float:
 
 
 def benchmark_config(algo: str):
-    """The algorithm's launch config, timed in its steady state."""
-    config = importlib.import_module(f"jaxmtf.configs.{algo}").get_config()
-    if algo == "cql":
+    """The algorithm's launch config, timed in its steady state. `name[field=value;...]` is a variant
+    row with those agent fields set, e.g. `uwac[dropout_masks=hash]`."""
+    name, _, overrides = algo.partition("[")
+    config = importlib.import_module(f"jaxmtf.configs.{name}").get_config()
+    for pair in filter(None, overrides.rstrip("]").split(";")):
+        field, value = pair.split("=")
+        config.agent[field] = type(config.agent[field])(value)
+    if name == "cql":
         # Past the reference's 40k behaviour-cloning updates the policy loss goes through the
         # critics (what d3rlpy does from the first update); time that, the longer phase.
         config.agent.policy_eval_start = 0
@@ -242,7 +247,8 @@ def markdown(results, peak) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--algos", default="ddpg,td3,td3_bc,bcq,cql,uwac,iql")
+    parser.add_argument("--algos", default="ddpg,td3,td3_bc,bcq,cql,uwac,uwac[dropout_masks=hash],iql",
+                        help="algorithms, or variants name[field=value;...] with agent fields set")
     parser.add_argument("--seeds", default="1,8,32")
     parser.add_argument("--window_seconds", type=float, default=5.0,
                         help="length of each of the 3 timing windows; the best window is reported")
@@ -277,12 +283,13 @@ def main():
         programs = update_programs(algo, dataset)
         flops = flops_per_update(programs)
         ceiling = roofline.dot_roofline(programs) if args.roofline else None
+        base = algo.partition("[")[0]  # a variant's algorithm
         if args.peer and algo in PEER_ALGOS:
             peers[algo] = measure_peer(algo, dataset, args.window_seconds)
             print(json.dumps(peers[algo]), flush=True)
-        seed_counts = map(int, seeds_for.get(algo, args.seeds).split(","))
+        seed_counts = map(int, seeds_for.get(base, args.seeds).split(","))
         for num_seeds, group in [(n, g) for n in seed_counts for g in groups if g < n or g == 0]:
-            chunk_size = chunk_sizes.get(algo, 100)
+            chunk_size = chunk_sizes.get(base, 100)
             prepared = [prepare(algo, num_seeds, chunk_size, dataset, group)]
             if algo == "td3_bc" and num_seeds == 1 and group == 0:  # the yardstick, timed in turn with it
                 prepared.append(prepare_yardstick(chunk_size, dataset))

@@ -372,10 +372,37 @@ def test_run_length_warning():
     assert uwac.run_length_warning(config, 2) is not None and uwac.run_length_warning(config, 4) is None
 
 
-def test_learns_the_optimal_action_on_expert_data():
-    """One-step task, data a*(s) + N(0, 0.2^2): the policy acts a*(s) and Q ranks a* above a* + 0.3."""
+def test_hashed_dropout_masks_are_fair_independent_bits():
+    """networks.hashed_keep_mask: keep rate round(0.9 * 65536) / 65536 within 5 sigma, no correlation
+    between neighbours (the two 16-bit halves of one hash), between keys, or between rows; the layer
+    (x / keep where kept) unbiased."""
+    n = 1 << 20
+    mask, keep = networks.hashed_keep_mask(jax.random.PRNGKey(0), (1024, 1024), 0.9)
+    assert keep == 58982 / 65536 and mask.shape == (1024, 1024) and mask.dtype == jnp.bool_
+    bits = np.asarray(mask, np.float64).reshape(-1)
+    sigma = np.sqrt(keep * (1 - keep) / n)
+    assert abs(bits.mean() - keep) < 5 * sigma
+    other = np.asarray(networks.hashed_keep_mask(jax.random.PRNGKey(1), (1024, 1024), 0.9)[0], np.float64)
+    bound = 5 / np.sqrt(n)  # the correlation of independent indicators is ~N(0, 1/n)
+    assert abs(np.corrcoef(bits, other.reshape(-1))[0, 1]) < bound
+    assert abs(np.corrcoef(bits[:-1], bits[1:])[0, 1]) < bound
+    assert abs(np.corrcoef(bits[:-1024], bits[1024:])[0, 1]) < bound
+    layer = networks.Dropout(0.1, "hash")
+    x = jnp.full((64, 1024), 2.0)
+    keys = jax.random.split(jax.random.PRNGKey(2), 8)
+    outputs = jnp.stack([layer.apply({}, x, False, rngs={"dropout": k}) for k in keys])
+    np.testing.assert_allclose(np.unique(np.asarray(outputs)), [0.0, 2.0 / keep], rtol=1e-6)
+    assert abs(float(outputs.mean()) - 2.0) < 5 * 2.0 / keep * sigma * np.sqrt(n / outputs.size)
+    np.testing.assert_array_equal(layer.apply({}, x, True), x)
+
+
+@pytest.mark.parametrize("masks", networks.DROPOUT_MASKS)
+def test_learns_the_optimal_action_on_expert_data(masks):
+    """One-step task, data a*(s) + N(0, 0.2^2): the policy acts a*(s) and Q ranks a* above a* + 0.3,
+    with either generator of the dropout masks."""
     config = small_config("uwac", hidden=(64, 64))
     agent_config = config.agent
+    agent_config.dropout_masks = masks
     agent_config.num_dropout_samples = 10  # the reference's 100 passes cost 10x here
     agent_config.num_target_actions = 2  # terminal transitions: the target value is never used
     agent_config.num_eval_actions = 10

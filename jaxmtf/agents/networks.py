@@ -95,6 +95,54 @@ def init_with_raw_kernels(module: nn.Module, key, *inputs):
     return variables
 
 
+DROPOUT_MASKS = ("threefry", "hash")
+
+
+def _lowbias32(x: jax.Array) -> jax.Array:
+    """Wellons' lowbias32 (the 0x21f0aaad / 0x735a2d97 variant): a 32-bit integer bijection whose
+    every input bit flips each output bit with probability ~1/2."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x21F0AAAD)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x735A2D97)
+    return x ^ (x >> 15)
+
+
+def hashed_keep_mask(key: jax.Array, shape, keep_prob: float) -> Tuple[jax.Array, float]:
+    """Bernoulli(keep) dropout masks from a counter hash: (mask, the keep probability they have).
+
+    One threefry draw per mask tensor (two 32-bit seeds), then two rounds of lowbias32 over the
+    element counters, each 32-bit hash giving two 16-bit uniforms. The keep probability is
+    round(keep * 65536) / 65536 (0.899994 for the usual 0.9), returned so that the kept units are
+    scaled by its inverse and the layer stays unbiased. A dropout mask needs independent fair bits,
+    not a cryptographic stream; threefry's 20 rounds per 32 bits made UWAC's 100 MC-dropout passes
+    bound by random-number generation on a CPU (benchmarks/README.md).
+    """
+    seeds = jax.random.bits(key, (2,), jnp.uint32)
+    size = math.prod(shape)
+    counters = jnp.arange((size + 1) // 2, dtype=jnp.uint32)
+    hashed = _lowbias32(_lowbias32(counters ^ seeds[0]) + seeds[1])
+    uniforms = jnp.stack([hashed & jnp.uint32(0xFFFF), hashed >> 16], axis=-1).reshape(-1)[:size]
+    threshold = round(keep_prob * 65536)
+    return (uniforms < threshold).reshape(shape), threshold / 65536
+
+
+class Dropout(nn.Module):
+    """Inverted dropout with `rate`, masks from threefry (flax's nn.Dropout) or `hashed_keep_mask`."""
+
+    rate: float
+    masks: str = "threefry"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+        if self.masks == "threefry":
+            return nn.Dropout(self.rate)(x, deterministic=deterministic)
+        if deterministic:
+            return x
+        keep, keep_prob = hashed_keep_mask(self.make_rng("dropout"), x.shape, 1.0 - self.rate)
+        return jnp.where(keep, x / keep_prob, 0.0)
+
+
 class MLP(nn.Module):
     """Dense layers with an activation between them, none after the last."""
 
@@ -102,6 +150,7 @@ class MLP(nn.Module):
     output_dim: int
     activation: Callable = nn.relu
     dropout_rate: float = 0.0  # MC-dropout after each hidden activation (UWAC); 0 = off
+    dropout_masks: str = "threefry"  # the masks' generator, one of DROPOUT_MASKS (see Dropout)
     hidden_init: LayerInit = torch_linear
     output_init: LayerInit = torch_linear
     spectral_norm: bool = False  # on every layer, the output too (UWAC's FlattenDropout_Mlp)
@@ -111,7 +160,7 @@ class MLP(nn.Module):
         for width in self.hidden_dims:
             x = self.activation(dense(x, width, self.hidden_init, self.spectral_norm, update_stats))
             if self.dropout_rate > 0.0:
-                x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+                x = Dropout(self.dropout_rate, self.dropout_masks)(x, deterministic=deterministic)
         return dense(x, self.output_dim, self.output_init, self.spectral_norm, update_stats)
 
 
@@ -134,14 +183,15 @@ class Critic(nn.Module):
     hidden_init: LayerInit = torch_linear
     output_init: LayerInit = torch_linear
     spectral_norm: bool = False
+    dropout_masks: str = "threefry"  # one of DROPOUT_MASKS (see Dropout)
 
     @nn.compact
     def __call__(self, obs, action, deterministic: bool = True, update_stats: bool = False) -> jax.Array:
         if not 0.0 <= self.dropout_rate < 1.0:  # e.g. EnsembleCritic(dims, 2): num_critics is keyword-only in use
             raise ValueError(f"critic dropout_rate must be in [0, 1), got {self.dropout_rate}")
         x = jnp.concatenate([obs, action], axis=-1)
-        mlp = MLP(self.hidden_dims, 1, dropout_rate=self.dropout_rate, hidden_init=self.hidden_init,
-                  output_init=self.output_init, spectral_norm=self.spectral_norm)
+        mlp = MLP(self.hidden_dims, 1, dropout_rate=self.dropout_rate, dropout_masks=self.dropout_masks,
+                  hidden_init=self.hidden_init, output_init=self.output_init, spectral_norm=self.spectral_norm)
         return mlp(x, deterministic, update_stats)[..., 0]
 
 
@@ -166,13 +216,18 @@ class EnsembleCritic(Critic):
             out_axes=0,
             axis_size=self.num_critics,
         )
-        critic = ensemble(self.hidden_dims, self.dropout_rate, self.hidden_init, self.output_init, self.spectral_norm)
+        critic = ensemble(*self._member_fields())
         return critic(obs, action, deterministic, update_stats)
+
+    @nn.nowrap
+    def _member_fields(self) -> tuple:
+        return (self.hidden_dims, self.dropout_rate, self.hidden_init, self.output_init, self.spectral_norm,
+                self.dropout_masks)
 
     @nn.nowrap  # a helper of the unbound module: it applies another module, it binds no variables itself
     def member_apply(self, variables, index: int, obs, action) -> jax.Array:
         """Q_index(s, a) [B] of one member alone (deterministic): its own forward pass, not the ensemble's."""
-        member = Critic(self.hidden_dims, self.dropout_rate, self.hidden_init, self.output_init, self.spectral_norm)
+        member = Critic(*self._member_fields())
         sliced = {collection: jax.tree.map(lambda x: x[index], tree["VmapCritic_0"])
                   for collection, tree in variables.items()}
         return member.apply(sliced, obs, action)

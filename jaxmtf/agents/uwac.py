@@ -115,6 +115,7 @@ CONFIG_FIELDS = {
     "spectral_norm": schema.boolean(),
     "num_dropout_samples": schema.integer(2),  # the variance over passes (ddof=1) needs two
     "dropout_pass_batch": schema.integer(1, required=False),
+    "dropout_masks": schema.choice(networks.DROPOUT_MASKS, required=False),
     "num_target_actions": schema.integer(1),
     "num_samples_mmd_match": schema.integer(1),
     "num_eval_actions": schema.integer(0),  # 0 = tanh(mean)
@@ -358,7 +359,7 @@ def make_agent(config, obs_dim: int, act_dim: int) -> common.Agent:
     # FlattenDropout_Mlp: rlkit's Mlp init, dropout after each hidden ReLU, spectral norm on every layer (--SN).
     critic_net = networks.EnsembleCritic(
         tuple(config.critic_hidden_dims), num_critics=2, dropout_rate=config.dropout_rate,
-        hidden_init=networks.rlkit_hidden,
+        dropout_masks=config.get("dropout_masks", "threefry"), hidden_init=networks.rlkit_hidden,
         output_init=networks.rlkit_output(CRITIC_INIT_W), spectral_norm=bool(config.spectral_norm),
     )
     # Latent dim 2 * act_dim as in the example script's VAEPolicy.
