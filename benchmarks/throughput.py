@@ -9,7 +9,8 @@ Each (algorithm, seeds) pair is the training driver's own compiled chunk
 on a one-step dataset with obs 32 and act 10 (the shapes of issue 5), at the
 configs' default network sizes and batch sizes. Compile time is the first
 call (tracing + XLA compilation + one chunk); throughput is the best of 3
-windows of further chunks (benchmarks/timing.py), for jaxmtf and d3rlpy alike.
+windows of further chunks (benchmarks/timing.py), for jaxmtf and d3rlpy alike;
+an algorithm's rows (its seed counts and groups) take their windows in turn.
 
 FLOPs per update come from XLA's cost analysis of one compiled update (see
 `flops_per_update`); the peak is the best FLOP/s of a large jitted f32
@@ -288,21 +289,22 @@ def main():
             peers[algo] = measure_peer(algo, dataset, args.window_seconds)
             print(json.dumps(peers[algo]), flush=True)
         seed_counts = map(int, seeds_for.get(base, args.seeds).split(","))
-        for num_seeds, group in [(n, g) for n in seed_counts for g in groups if g < n or g == 0]:
-            chunk_size = chunk_sizes.get(base, 100)
-            prepared = [prepare(algo, num_seeds, chunk_size, dataset, group)]
-            if algo == "td3_bc" and num_seeds == 1 and group == 0:  # the yardstick, timed in turn with it
-                prepared.append(prepare_yardstick(chunk_size, dataset))
-            rates = best_rates_interleaved([call for _, call in prepared], chunk_size, args.window_seconds)
-            for (row, _), rate in zip(prepared, rates):
-                row = with_rate(row, rate, flops)
-                if algo in peers and row["algo"] != YARDSTICK:
-                    row["peer_updates_per_s"] = peers[algo]["updates_per_s"]
-                if ceiling and num_seeds == 1 and row["algo"] != YARDSTICK:
-                    row["dot_gflop_per_s"] = round(ceiling["dot_gflop_per_s"], 1)
-                    row["time_in_dots"] = round(ceiling["dot_seconds"] * rate, 3)
-                print(json.dumps(row), flush=True)
-                results.append(row)
+        chunk_size = chunk_sizes.get(base, 100)
+        # Every row of the algorithm (and the yardstick beside TD3+BC) compiled first, then timed in turn,
+        # one window each per round: seed scaling compares rates of the same minutes of a shared machine.
+        prepared = [prepare(algo, n, chunk_size, dataset, g) for n in seed_counts for g in groups if g < n or g == 0]
+        if algo == "td3_bc":
+            prepared.append(prepare_yardstick(chunk_size, dataset))
+        rates = best_rates_interleaved([call for _, call in prepared], chunk_size, args.window_seconds)
+        for (row, _), rate in zip(prepared, rates):
+            row = with_rate(row, rate, flops)
+            if algo in peers and row["algo"] != YARDSTICK:
+                row["peer_updates_per_s"] = peers[algo]["updates_per_s"]
+            if ceiling and row["num_seeds"] == 1 and row["algo"] != YARDSTICK:
+                row["dot_gflop_per_s"] = round(ceiling["dot_gflop_per_s"], 1)
+                row["time_in_dots"] = round(ceiling["dot_seconds"] * rate, 3)
+            print(json.dumps(row), flush=True)
+            results.append(row)
     peaks.append(matmul_peak_flops())
     peak = max(peaks)
     results = [with_fractions(row, peak) for row in results]

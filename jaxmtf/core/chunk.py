@@ -213,7 +213,8 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_gr
         mapped_data = data if per_seed_data else jnp.zeros(num_seeds)  # a placeholder when the data is shared
         (agent_state, key, diverged_at), metrics, steps = jax.lax.map(
             seed, (run_state.agent.replace(step=None), run_state.key, diverged_at, mapped_data),
-            batch_size=seed_group_size
+            # Groups of 1: a plain loop of the one-seed program (lax.map would vmap each over a unit axis).
+            batch_size=seed_group_size if seed_group_size > 1 else None,
         )
         return RunState(agent=agent_state.replace(step=steps[0]), key=key, diverged_at=diverged_at), metrics
 

@@ -15,8 +15,10 @@ from jaxmtf.agents import common
 from jaxmtf.core.chunk import RunState, init_run_state
 from jaxmtf.core.run_config import ConfigError, Driver
 
-# Seeds vmapped together on a CPU when seed_group_size is None (see make_chunk_fn; measured in benchmarks/).
-CPU_SEED_GROUP = 2
+# Seeds vmapped together on a CPU when seed_group_size is None (see make_chunk_fn). 1: a loop of the one-seed
+# program, which keeps the one-seed total at 8 seeds (TD3+BC 102%, BCQ 106%; groups of 2: 100% and 92%, in
+# the same run, benchmarks/README.md) now that size-1 axes are taken out of the program.
+CPU_SEED_GROUP = 1
 
 
 
