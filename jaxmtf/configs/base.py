@@ -31,7 +31,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.ref_max_score = ml_collections.config_dict.placeholder(float)
     config.shard_runs = True  # split the seeds (or settings) over all devices (of every process, multi-host)
     # Seeds vmapped at a time, groups looped inside the compiled chunk: 0 = all at once;
-    # None (auto) = 2 on a CPU (keeps one seed's throughput), all at once on GPU/TPU.
+    # None (auto) = 1 on a CPU (a loop of the one-seed program: keeps its throughput), all at once on GPU/TPU.
     config.seed_group_size = ml_collections.config_dict.placeholder(int)
     # Swept hparams, "name=v1,v2;other=v3"; the cartesian grid x seeds is one program.
     config.sweep = ""

@@ -172,11 +172,10 @@ def make_chunk_fn(agent: common.Agent, batch_size: int, chunk_size: int, seed_gr
     the total throughput of one seed (benchmarks/README.md measures it).
     The result is the same either way, up to float rounding.
 
-    Divergence: after every update the run's trained parameters are checked
-    for NaN and Inf inside the scan (`parameters_finite`, no host round
-    trip), and its whole state once more at the chunk's end; the first
-    update after which it is not finite is carried in `RunState.diverged_at`
-    and reported as the metric `diverged_at_step`.
+    Divergence: the trained parameters are checked after every update, the
+    whole state at the chunk's end (`parameters_finite`, in the program);
+    the first update after which a run is not finite is carried in
+    `RunState.diverged_at` and reported as the metric `diverged_at_step`.
     A diverged run keeps computing (its numbers are NaN); the others, being
     separate lanes of the vmap, are untouched.
     """
