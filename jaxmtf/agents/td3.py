@@ -84,8 +84,8 @@ def actor_objective(actor_fn, critic_fn, batch, hparams, actor_loss_fn, q1_fn):
 
     critic_fn(obs, action) -> [num_critics, B] is the whole ensemble (for objectives over all of it);
     q1_fn(obs, action) -> [B] runs the first member alone, as sfujim's critic.Q1 (the ensemble's
-    batched forward and backward passes would compute Q2 for nothing: measured 5% of TD3+BC's
-    updates/s on a CPU, benchmarks/driver_ladder.py).
+    batched forward and backward passes would compute Q2 for nothing: XLA cannot drop half of a
+    batched dot; benchmarks/README.md, issue 24's ladder).
     """
     del critic_fn
     pi = actor_fn(batch.observations)

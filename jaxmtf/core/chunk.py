@@ -83,11 +83,12 @@ def trained_parameters(agent_state) -> dict:
 
 
 def parameters_finite(agent_state) -> jax.Array:
-    """The check after every update: the trained parameters only, a sixth of TD3's state.
+    """The check after every update: the trained parameters only, a quarter of TD3's state.
 
     A NaN or Inf reaches them in the update that makes the gradients (hence the moments) non-finite,
-    and the targets, averages of them, are finite while they are. Checking every leaf after every
-    update cost 10% of TD3+BC's updates/s on a CPU, this 1-3% (benchmarks/driver_ladder.py)."""
+    and the targets, averages of them, are finite while they are. In the recorded ladder run on a CPU
+    (benchmarks/README.md) checking every leaf after every update cost 5% of TD3+BC's updates/s, this
+    2% (both within the spread between runs, where the old check cost up to 10%)."""
     return floats_finite(trained_parameters(agent_state))
 
 
@@ -130,7 +131,8 @@ def _one_run_fn(agent: common.Agent, batch_size: int, chunk_size: int, per_seed_
 def _vmap_unless_one(fn: Callable, size: int, in_axes, out_axes) -> Callable:
     """jax.vmap(fn, in_axes, out_axes), or where the mapped axis has size 1, fn on the arrays with that
     axis taken out and put back: a vmap of size 1 compiles to batched matmuls with a unit batch
-    dimension, which cost 5-10% of TD3+BC's updates/s on a CPU (benchmarks/driver_ladder.py).
+    dimension, which cost 4% of TD3+BC's updates/s in the recorded ladder run on a CPU
+    (benchmarks/README.md, the rungs "vmapped ... of size 1" and "driver chunk").
     Axes are 0 or None (not mapped)."""
     if size != 1:
         return jax.vmap(fn, in_axes=in_axes, out_axes=out_axes)
