@@ -157,7 +157,10 @@ def model_config(**overrides):
     config = ml_collections.ConfigDict(dict(
         enabled=True, num_members=2, seed=0, hidden_dims=(64, 64), learning_rate=3e-3, num_updates=1500,
         batch_size=256, chunk_size=500, horizon=8, lcb_coef=1.0, checkpoint_every=1500, keep_checkpoints=1,
-        eval_every=0, seed_group_size=None))
+        # Members vmapped (0), the program this test's tolerance was measured on. Looped one at a time
+        # (groups of 1, the CPU default) member 1 lands 4% off at 1,500 updates and 20% at 3,000: the
+        # fit moves with float rounding (an open point of issue 20's model-based OPE, not hidden here).
+        eval_every=0, seed_group_size=0))
     config.update(overrides)
     return config
 
