@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import yardstick  # noqa: E402
 from throughput import machine_info, matmul_peak_flops  # noqa: E402
-from timing import best_rates_interleaved  # noqa: E402
+from timing import best_rates_interleaved, chunk_caller  # noqa: E402
 
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.configs import td3_bc  # noqa: E402
@@ -107,26 +107,14 @@ def rungs(agent, hparams, data, chunk_size, old_check):
     return out
 
 
-def chunk_caller(fn, args, num_carried):
-    """A no-argument call of fn's next chunk: fn's first `num_carried` outputs are its next call's
-    first arguments (the state and key carried from chunk to chunk; a donated argument is consumed)."""
-    args = list(args)
-
-    def one_chunk():
-        result = fn(*args)
-        args[:num_carried] = result[:num_carried]
-        jax.block_until_ready(result)
-
-    return one_chunk
-
-
 def time_rungs(rung_list, chunk_size, window_seconds, rounds):
     """Each rung's HLO counts and best rate, the rungs timed in turn (timing.best_rates_interleaved)."""
     callers, rows = [], []
     for name, fn, args, num_carried in rung_list:
-        rows.append({"rung": name, **hlo_counts(fn.lower(*args).compile())})
-        callers.append(chunk_caller(fn, args, num_carried))
-        callers[-1]()  # compile and warm up
+        compiled = fn.lower(*args).compile()  # compiled once: its HLO counted, then called
+        rows.append({"rung": name, **hlo_counts(compiled)})
+        callers.append(chunk_caller(compiled, args, num_carried))
+        callers[-1]()  # warm up
     for row, rate in zip(rows, best_rates_interleaved(callers, chunk_size, window_seconds, rounds)):
         row["updates_per_s"] = round(rate, 1)
     return rows

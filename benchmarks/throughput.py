@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import roofline  # noqa: E402
 import yardstick  # noqa: E402
-from timing import best_rates_interleaved  # noqa: E402
+from timing import best_rates_interleaved, chunk_caller, first_call_seconds  # noqa: E402
 
 from jaxmtf.agents import make_agent  # noqa: E402
 from jaxmtf.core import chunk, run_config  # noqa: E402
@@ -133,17 +133,8 @@ def prepare(algo: str, num_seeds: int, chunk_size: int, dataset, seed_group: int
     hparams, _ = run_config.hparam_grid(agent.default_hparams, "")
     chunk_fn = chunk.make_chunk_fn(agent, int(config.batch_size), chunk_size, seed_group)
     state = chunk.init_run_state(agent, list(range(num_seeds)), 1)
-    data = jax.device_put(dataset.as_transitions())
-    start = time.perf_counter()
-    state, metrics = chunk_fn(state, data, hparams)
-    jax.block_until_ready(metrics)
-    compile_seconds = time.perf_counter() - start
-
-    def one_chunk():
-        nonlocal state
-        state, metrics = chunk_fn(state, data, hparams)
-        jax.block_until_ready(metrics)
-
+    one_chunk = chunk_caller(chunk_fn, (state, jax.device_put(dataset.as_transitions()), hparams), 1)
+    compile_seconds = first_call_seconds(one_chunk)
     row = {"algo": algo, "num_seeds": num_seeds, "seed_group_size": seed_group, "batch_size": int(config.batch_size),
            "chunk_size": chunk_size, "compile_and_first_chunk_s": round(compile_seconds, 2)}
     return row, one_chunk
@@ -154,15 +145,9 @@ def prepare_yardstick(chunk_size: int, dataset):
     init, train = yardstick.make(dataset.obs_dim, dataset.act_dim)
     arrays = jax.device_put({k: getattr(dataset, k) for k in ("observations", "actions", "rewards",
                                                               "next_observations", "terminals")})
-    state = init(jax.random.PRNGKey(0))
-    start = time.perf_counter()
-    state = jax.block_until_ready(train(state, arrays, chunk_size))
-    compile_seconds = time.perf_counter() - start
-
-    def one_chunk():
-        nonlocal state
-        state = jax.block_until_ready(train(state, arrays, chunk_size))
-
+    one_chunk = chunk_caller(lambda state, data: (train(state, data, chunk_size),),
+                             (init(jax.random.PRNGKey(0)), arrays), 1)
+    compile_seconds = first_call_seconds(one_chunk)
     row = {"algo": YARDSTICK, "num_seeds": 1, "seed_group_size": 0, "batch_size": 256, "chunk_size": chunk_size,
            "compile_and_first_chunk_s": round(compile_seconds, 2)}
     return row, one_chunk

@@ -7,6 +7,8 @@ rule). Each window runs whole steps until it has lasted `window_seconds`.
 import time
 from typing import Callable, Dict, Sequence
 
+import jax
+
 
 def best_rate(step: Callable[[], None], work_per_step: float, window_seconds: float,
               windows: int = 3) -> Dict[str, float]:
@@ -34,3 +36,24 @@ def best_rates_interleaved(steps: Sequence[Callable[[], None]], work_per_step: f
         for i, step in enumerate(steps):
             best[i] = max(best[i], best_rate(step, work_per_step, window_seconds, windows=1)["rate"])
     return best
+
+
+def chunk_caller(fn: Callable, args: Sequence, num_carried: int) -> Callable[[], None]:
+    """A no-argument call of fn's next chunk: fn returns a tuple whose first `num_carried` items are its
+    next call's first arguments (the state, key... carried from chunk to chunk; a donated argument is
+    consumed), and the call waits for the results."""
+    args = list(args)
+
+    def one_chunk():
+        result = fn(*args)
+        args[:num_carried] = result[:num_carried]
+        jax.block_until_ready(result)
+
+    return one_chunk
+
+
+def first_call_seconds(one_chunk: Callable[[], None]) -> float:
+    """Seconds of the first call: tracing, compilation and one chunk."""
+    start = time.perf_counter()
+    one_chunk()
+    return time.perf_counter() - start
