@@ -71,3 +71,48 @@ def test_learning_curves_of_one_run_and_variants_in_natural_order(run_dir):
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a jaxmtf run directory"):
         analysis.load_run(str(tmp_path))
+
+
+def test_overestimation_grid_labels_its_symlog_axes():
+    """Every panel gets at least two labelled ticks in view (matplotlib's symlog labels decades only: one tick on
+    a panel spanning 20-300), and an axis label on each row and the bottom."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from jaxmtf.reporting import plots
+
+    steps = np.array([1000, 2000, 3000])
+    table = pd.DataFrame({
+        "dataset": ["mixed"] * 3 + ["random"] * 3, "variant": ["td3_bc"] * 6, "step": np.tile(steps, 2),
+        "mean_q": [20.0, 60.0, 140.0, 5.0, 2000.0, 9000.0], "ci95_q": [1.0] * 6,
+        "mean_true": [120.0] * 6, "ci95_true": [2.0] * 6})
+    fig = plots.overestimation_grid(table)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        low, high = ax.get_ylim()
+        labelled = [t for t in ax.get_yticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
+        assert len(labelled) >= 2, [t.get_text() for t in labelled]
+        assert "Q(s0, pi(s0)) and true return" in ax.get_ylabel()
+    assert fig.axes[-1].get_xlabel() == "update"
+
+
+def test_interval_tables_and_plot_list_variants_in_natural_order():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxmtf.reporting import plots
+
+    rng = np.random.default_rng(0)
+    names = ["td3_bc[alpha=10.0]", "bcq", "td3_bc[alpha=2.5]", "td3_bc[alpha=1.0]"]
+    matrices = {name: rng.normal(size=(3, 2)) for name in names}
+    natural = ["bcq", "td3_bc[alpha=1.0]", "td3_bc[alpha=2.5]", "td3_bc[alpha=10.0]"]
+    table = analysis.interval_table(matrices, reps=20)
+    assert list(table["variant"].unique()) == natural
+    assert list(analysis.improvement_table(matrices, against="bcq", reps=20)["variant"]) == natural[1:]
+    fig, ax = plt.subplots()
+    plots.intervals(ax, table, "IQM")
+    top_to_bottom = [t.get_text() for t in ax.get_yticklabels()][::-1]
+    assert top_to_bottom == natural
+    plt.close(fig)

@@ -196,7 +196,7 @@ def interval_table(matrices: Dict[str, np.ndarray], aggregates=None, reps: int =
     """Point estimate and stratified-bootstrap 95% CI of every aggregate (IQM, mean, median, optimality gap)."""
     aggregates = aggregates or stats.AGGREGATES
     rows = []
-    for variant, matrix in matrices.items():
+    for variant, matrix in _natural_items(matrices):
         for name, metric in aggregates.items():
             point, low, high = stats.interval_estimate(metric, matrix, reps=reps, seed=seed)
             rows.append({"variant": variant, "aggregate": name, "estimate": float(point),
@@ -204,10 +204,14 @@ def interval_table(matrices: Dict[str, np.ndarray], aggregates=None, reps: int =
     return pd.DataFrame(rows)
 
 
+def _natural_items(matrices: Dict[str, np.ndarray]):
+    return [(variant, matrices[variant]) for variant in sorted(matrices, key=natural_key)]
+
+
 def improvement_table(matrices: Dict[str, np.ndarray], against: str, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """P(variant > `against`) with its stratified-bootstrap 95% CI, for every other variant."""
     rows = []
-    for variant, matrix in matrices.items():
+    for variant, matrix in _natural_items(matrices):
         if variant != against:
             point, low, high = stats.interval_estimate(stats.probability_of_improvement, matrix, matrices[against],
                                                        reps=reps, seed=seed)

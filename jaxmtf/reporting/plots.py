@@ -11,8 +11,12 @@ import pandas as pd
 def intervals(ax, table: pd.DataFrame, aggregate: str, xlabel: str = "normalised score"):
     """One aggregate's point estimate and CI per variant, as horizontal bars (rliable's interval plot).
 
-    Variants in name order, the same in every panel (panels side by side share their y axis)."""
-    rows = table[table["aggregate"] == aggregate].sort_values("variant", ascending=False)
+    Variants in natural order from the top (alpha 2.5 before 10.0), the same in every panel (panels side by side
+    share their y axis)."""
+    from jaxmtf.reporting.analysis import natural_key
+
+    rows = table[table["aggregate"] == aggregate]
+    rows = rows.sort_values("variant", key=lambda names: names.map(natural_key), ascending=False)
     y = np.arange(len(rows))
     ax.hlines(y, rows["ci_low"], rows["ci_high"], linewidth=6, alpha=0.5)
     ax.plot(rows["estimate"], y, "k|", markersize=14)
@@ -131,11 +135,15 @@ def facet_curves(table: pd.DataFrame, facet: str, group: str, ylabel: str, width
     return fig
 
 
+_SYMLOG_TICKS = sorted({sign * v for sign in (-1, 1) for v in (0, 50, 100)}
+                       | {sign * m * 10.0 ** k for sign in (-1, 1) for m in (1, 3) for k in range(2, 8)})
+
+
 def overestimation_grid(table: pd.DataFrame, size: float = 2.6):
     """Rows: datasets; columns: variants; in each panel Q(s0, pi(s0)) and the true discounted return from s0
     over training, each with its CI band over seeds (symlog axis: a diverging critic spans decades)."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import SymmetricalLogLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     from jaxmtf.reporting.analysis import natural_key
 
@@ -151,13 +159,16 @@ def overestimation_grid(table: pd.DataFrame, size: float = 2.6):
                 ax.fill_between(rows["step"], rows[f"mean_{kind}"] - rows[f"ci95_{kind}"],
                                 rows[f"mean_{kind}"] + rows[f"ci95_{kind}"], color=line.get_color(), alpha=0.2)
             ax.set_yscale("symlog", linthresh=100.0)
-            # Ticks at every decade (and through the linear part), not matplotlib's one tick per panel.
-            ax.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=100.0, subs=(1.0, 3.0)))
+            # Labelled ticks through the linear part (|y| < 100) and at 1 and 3 x every decade above it, in plain
+            # numbers: matplotlib's own symlog ticks label decades only, often one per panel.
+            ax.yaxis.set_major_locator(FixedLocator(_SYMLOG_TICKS))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_locator(NullLocator())
             ax.grid(alpha=0.3)
             if i == 0:
                 ax.set_title(variant, fontsize=8)
             if j == 0:
-                ax.set_ylabel(f"{dataset}\nQ(s0, pi(s0)) / true return", fontsize=8)
+                ax.set_ylabel(f"{dataset}\nQ(s0, pi(s0)) and true return", fontsize=8)
             if i == len(datasets) - 1:
                 ax.set_xlabel("update")
     axes[0][0].legend(fontsize=7)
