@@ -16,6 +16,12 @@ Issue 20's rows come too: NCIS (`--ncis_cap`), MTF-GAUC (`--gauc_users`,
 regret, not its relative error) and, with `--model_based`, model-based OPE
 (`--model_members`, `--model_updates`, `--model_horizon`).
 
+Variants (benchmarks/README.md, "2026-12-07"): `--target_sigma` (the
+smoothing of the deterministic targets), `--datasets` (a subset, or "" for
+none), `--truth_draws N` (the truth's own rank stability: Spearman between
+N independent draws of `--eval_users` users). The OPE run directories are
+per dataset and smoothing (`ope-DATASET-sigmaS`): FQE resumes there.
+
 CPU budget: the defaults cut network widths, run lengths and FQE's size
 (flags below) so the whole benchmark fits on a shared 2-core machine; the
 output records every setting used.
@@ -34,7 +40,8 @@ from benchmarks.quality import collect_dataset  # noqa: E402
 from jaxmtf.configs import ope as ope_config  # noqa: E402
 from jaxmtf.configs import search_static as static_config  # noqa: E402
 from jaxmtf.data import dataset as dataset_lib  # noqa: E402
-from jaxmtf.ope import scoring  # noqa: E402
+from jaxmtf.ope import run as ope_run  # noqa: E402
+from jaxmtf.ope import scoring, targets  # noqa: E402
 from jaxmtf.runs import rundir  # noqa: E402
 from jaxmtf.workflows import pipeline
 
@@ -101,6 +108,7 @@ def ope(dataset_path: str, policies, args, name: str):
     config = ope_config.get_config()
     config.dataset, config.policies = dataset_path, ",".join(policies)
     config.bootstrap_replicates, config.eval_users = args.replicates, args.eval_users
+    config.target_sigma = args.target_sigma
     fc = config.fqe
     fc.num_seeds, fc.num_updates, fc.hidden_dims = args.fqe_seeds, args.fqe_updates, (args.fqe_width, args.fqe_width)
     fc.learning_rate, fc.target_update_interval = args.fqe_lr, args.fqe_target_interval
@@ -112,8 +120,31 @@ def ope(dataset_path: str, policies, args, name: str):
     mb.num_updates = mb.checkpoint_every = args.model_updates
     mb.chunk_size = min(mb.chunk_size, args.model_updates)
     start = time.time()
-    result = pipeline.ope_from_config(config, os.path.join(args.work_dir, f"ope-{name}"))
+    result = pipeline.ope_from_config(config, os.path.join(args.work_dir, f"ope-{name}-sigma{args.target_sigma:g}"))
     return result, time.time() - start, config.to_dict()
+
+
+def truth_stability(dataset_path: str, policies, args):
+    """The truth's own rank stability: every policy's true value (as the rows score it) on `--truth_draws`
+    independent draws of `--eval_users` users (common users across policies within a draw, as in the OPE run);
+    Spearman between every two draws. An estimator's Spearman is only meaningful below this ceiling."""
+    import jax
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    config = ope_config.get_config()
+    config.policies, config.target_sigma = ",".join(policies), args.target_sigma
+    data, env_params = dataset_lib.load(dataset_path), pipeline.dataset_simulator(dataset_path)
+    groups = targets.load_policies(config.policies, env_params, config, data.obs_dim, data.act_dim, data.num_actions)
+    draws = []
+    for draw in range(args.truth_draws):
+        key = jax.random.PRNGKey(1000 + draw)
+        draws.append(np.concatenate([np.asarray(targets.true_values(g, env_params, key, args.eval_users,
+                                                                     float(config.discount))["true_discounted"])
+                                     for g in ope_run.evaluated_groups(groups, config, data.num_actions)]))
+    pairs = [(i, j) for i in range(len(draws)) for j in range(i + 1, len(draws))]
+    return {"values": [d.tolist() for d in draws], "users_per_draw": args.eval_users,
+            "spearman_between_draws": [float(spearmanr(draws[i], draws[j]).statistic) for i, j in pairs]}
 
 
 def main():
@@ -128,6 +159,12 @@ def main():
     parser.add_argument("--fqe_target_interval", type=int, default=20)
     parser.add_argument("--replicates", type=int, default=200)
     parser.add_argument("--eval_users", type=int, default=2000)
+    parser.add_argument("--target_sigma", type=float, default=ope_config.get_config().target_sigma,
+                        help="std of the truncated Gaussian that smooths the deterministic targets")
+    parser.add_argument("--datasets", default="mixed,exploration_box",
+                        help="comma-separated, of these two (empty: none)")
+    parser.add_argument("--truth_draws", type=int, default=0,
+                        help="also measure the truth's rank stability over this many independent user draws")
     parser.add_argument("--ncis_cap", type=float, default=10.0, help="NCIS: cap of every importance ratio")
     parser.add_argument("--gauc_users", type=int, default=200, help="MTF-GAUC: simulated users (0 = no rows)")
     parser.add_argument("--gauc_weight", default="impressions", choices=("impressions", "reward", "uniform"))
@@ -149,8 +186,12 @@ def main():
         policies += [f"{workdir}@{args.train_updates // 5}", f"{workdir}@{args.train_updates}"]
     prepared = time.time() - start
 
-    results = {}
-    for name, path in data.items():
+    results, stability = {}, None
+    if args.truth_draws > 1:
+        stability = truth_stability(data["mixed"], policies, args)
+        print(json.dumps({"truth_stability": stability["spearman_between_draws"]}), flush=True)
+    for name in [n for n in args.datasets.split(",") if n]:
+        path = data[name]
         result, seconds, config = ope(path, policies, args, name)
         rows = [r for r in result["rows"] if r["fqe_seed"] is None]
         results[name] = {"report": result["report"], "close_scores": close_scores(rows, result["report"]),
@@ -159,7 +200,7 @@ def main():
         print(json.dumps({name: {k: v.get("scores") for k, v in result["report"]["estimators"].items()}}), flush=True)
     output = {"args": vars(args), "cpu": platform.processor() or platform.machine(),
               "prepare_seconds": round(prepared, 1), "total_seconds": round(time.time() - start, 1),
-              "results": results}
+              "results": results, **({"truth_stability": stability} if stability else {})}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         rundir.write_json(args.out, output)  # whole or not at all

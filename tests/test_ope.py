@@ -324,3 +324,23 @@ def test_bad_ope_config_is_named(field, value, message):
         (config[parent] if parent else config)[name] = value
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate_ope_config(config)
+
+
+def test_fqe_values_of_every_seed_and_policy_are_each_runs_own():
+    """fqe.values maps over (seed, policy) one at a time (memory): each entry equals that run's own critic's
+    weighted sum over its actions, with the seeds' shared step carried along."""
+    fqe = fqe_lib.make_fqe(fqe_config(hidden_dims=(8, 8)), 3, 2)
+    seeds, policies, m, k = 2, 3, 5, 4
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds * policies).reshape(seeds, policies, 2)
+    states = jax.vmap(jax.vmap(fqe.init))(keys).replace(step=jnp.zeros((), jnp.int32))
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.normal(size=(m, 3)), jnp.float32)
+    actions = jnp.asarray(rng.uniform(-1, 1, size=(policies, m, k, 2)), jnp.float32)
+    weights = jax.nn.softmax(jnp.asarray(rng.normal(size=(policies, m, k)), jnp.float32), axis=-1)
+    got = np.asarray(fqe_lib.values(fqe, states, obs, actions, weights))
+    assert got.shape == (seeds, policies, m)
+    for s in range(seeds):
+        for p in range(policies):
+            run = jax.tree.map(lambda x: x[s, p] if x.ndim else x, states)
+            q = np.stack([np.asarray(fqe.q_values(run, obs, actions[p, :, j])).mean(0) for j in range(k)], 1)
+            np.testing.assert_allclose(got[s, p], np.sum(np.asarray(weights[p]) * q, 1), rtol=1e-5, atol=1e-5)

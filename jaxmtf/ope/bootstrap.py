@@ -35,8 +35,10 @@ def percentile_interval(samples, level: float = 0.95):
     return jnp.nanquantile(samples, tail, axis=0), jnp.nanquantile(samples, 1.0 - tail, axis=0)
 
 
-def with_intervals(estimator: Callable, key, num_episodes: int, num_replicates: int, level: float = 0.95) -> Dict:
-    """{name: (estimate, low, high)} for estimator(counts) -> {name: scalar}: the estimate on the data, its interval."""
+def with_intervals(estimator: Callable, key, num_episodes: int, num_replicates: int, level: float = 0.95,
+                   group_size: int = 64) -> Dict:
+    """{name: (estimate, low, high)} for estimator(counts) -> {name: scalar}: the estimate on the data, its interval.
+    `group_size`: replicates vmapped at once (memory grows with it)."""
     point = estimator(jnp.ones((num_episodes,), jnp.float32))
-    samples = replicates(estimator, bootstrap_counts(key, num_episodes, num_replicates))
+    samples = replicates(estimator, bootstrap_counts(key, num_episodes, num_replicates), group_size)
     return {name: (point[name], *percentile_interval(samples[name], level)) for name in point}

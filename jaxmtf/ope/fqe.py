@@ -163,15 +163,19 @@ class _DiscreteAsCritic(networks.EnsembleDiscreteCritic):
 def values(fqe: FQE, states, obs, actions, weights=None):
     """V(s) = sum_k w_k Q(s, a^k) of every (seed, policy) run: states [S, P], obs [M, obs], actions [P, M, K, A],
     weights [P, M, K] (None: the mean over K) -> [S, P, M]."""
-    axes = common.agent_axes(states)
     if weights is None:
         weights = jnp.full(actions.shape[:3], 1.0 / actions.shape[2], jnp.float32)
 
     def one(state, policy_actions, policy_weights):
         return expected_q(partial(fqe.q_values, state), obs, policy_actions, policy_weights)
 
-    over_policies = jax.vmap(one, in_axes=(axes, 0, 0))
-    return jax.vmap(over_policies, in_axes=(axes, None, None))(states, actions, weights)
+    # One (seed, policy) at a time (lax.map, not vmap): each is already M x K critic rows, and vmapping all
+    # S x P of them held S x P x M x K x width activations at once (5 seeds x 13 policies x 50k states x 8
+    # draws: 24 GB, killed).
+    num_seeds, num_policies = jax.tree.leaves(states.critic)[0].shape[:2]
+    per_run = states.replace(step=jnp.broadcast_to(states.step, (num_seeds, num_policies)))  # the shared step
+    over_policies = lambda seed_states: jax.lax.map(lambda x: one(*x), (seed_states, actions, weights))  # noqa: E731
+    return jax.lax.map(over_policies, per_run)
 
 
 def logged_q(fqe: FQE, states, obs, actions):

@@ -163,10 +163,14 @@ def estimate_all(config, episodes: Episodes, cells, per_policy: Dict[str, jax.Ar
     has_is = "log_prob" in per_policy
     estimator = _policy_estimator(episodes, cells, config, int(config.num_cells), has_is)
     E, B, level = episodes.num_episodes, int(config.bootstrap_replicates), float(config.ci_level)
+    # Replicates vmapped at once, fewer with more FQE seeds: every replicate runs DR and WDR on each seed's
+    # [E, T] values, so the program's memory grows with group x (seeds + 1) (5 seeds in groups of 64 took
+    # 24 GB and were killed; 128 / (seeds + 1) keeps one seed's group of 64).
+    group = max(4, 128 // int(per_policy["v0"].shape[1]))
 
     def one_policy(args):
         p, pkey = args
-        out = bootstrap.with_intervals(lambda counts: estimator(counts, p), pkey, E, B, level)
+        out = bootstrap.with_intervals(lambda counts: estimator(counts, p), pkey, E, B, level, group)
         return out, (_weight_diagnostics(episodes, config, p) if has_is else {})
 
     keys = jax.random.split(key, per_policy["v0"].shape[0])
