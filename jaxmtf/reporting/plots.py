@@ -69,10 +69,10 @@ def estimate_vs_truth(ax, rows: pd.DataFrame, estimate: str = "estimate", truth:
     """OPE scatter: estimated against true value, one colour per `group`, each point with its interval
     (columns `low`, `high` where present) and named by its `label` column (the policy), and the diagonal."""
     for name, sub in rows.groupby(group, sort=True):
-        ax.scatter(sub[truth], sub[estimate], s=14, label=name, alpha=0.8)
-        if low in sub and high in sub:  # the estimator's interval for each policy
+        points = ax.scatter(sub[truth], sub[estimate], s=14, label=name, alpha=0.8)
+        if low in sub and high in sub:  # the estimator's interval for each policy, in its points' colour
             ax.errorbar(sub[truth], sub[estimate], yerr=[sub[estimate] - sub[low], sub[high] - sub[estimate]],
-                        fmt="none", alpha=0.4, capsize=2)
+                        fmt="none", alpha=0.4, capsize=2, ecolor=points.get_facecolor()[0])
         for _, row in sub.iterrows() if label and label in sub else ():  # which policy each point is
             ax.annotate(str(row[label]), (row[truth], row[estimate]), fontsize=6, alpha=0.7)
     both = np.concatenate([rows[truth].to_numpy(float), rows[estimate].to_numpy(float)])
