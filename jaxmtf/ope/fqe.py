@@ -172,8 +172,7 @@ def values(fqe: FQE, states, obs, actions, weights=None):
     # One (seed, policy) at a time (lax.map, not vmap): each is already M x K critic rows, and vmapping all
     # S x P of them held S x P x M x K x width activations at once (5 seeds x 13 policies x 50k states x 8
     # draws: 24 GB, killed).
-    num_seeds, num_policies = jax.tree.leaves(states.critic)[0].shape[:2]
-    per_run = states.replace(step=jnp.broadcast_to(states.step, (num_seeds, num_policies)))  # the shared step
+    per_run = states.replace(step=None)  # the runs' shared step (unread by q_values) is no mapped leaf
     over_policies = lambda seed_states: jax.lax.map(lambda x: one(*x), (seed_states, actions, weights))  # noqa: E731
     return jax.lax.map(over_policies, per_run)
 
